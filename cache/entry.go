@@ -1,0 +1,119 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kind says what a revocation entry names.
+type Kind string
+
+// The kinds of revocation entries (DESIGN.md, "Revocation model").
+const (
+	// KindJTI revokes one token by its jti claim.
+	KindJTI Kind = "jti"
+	// KindSID revokes every credential of one IdP session (iss, sid).
+	KindSID Kind = "sid"
+	// KindSub revokes every credential of a subject (iss, sub) issued at or
+	// before the revocation.
+	KindSub Kind = "sub"
+	// KindClient revokes every credential issued to a client (iss, client_id)
+	// at or before the revocation.
+	KindClient Kind = "client"
+	// KindSession revokes one gateway session by its id.
+	KindSession Kind = "session"
+)
+
+// Kinds lists every valid Kind.
+var Kinds = []Kind{KindJTI, KindSID, KindSub, KindClient, KindSession}
+
+// Valid reports whether k is one of Kinds.
+func (k Kind) Valid() bool {
+	switch k {
+	case KindJTI, KindSID, KindSub, KindClient, KindSession:
+		return true
+	}
+	return false
+}
+
+// IssuedBefore reports whether entries of this kind revoke only credentials
+// issued at or before the revocation (sub, client) rather than a single
+// named credential (jti, sid, session).
+func (k Kind) IssuedBefore() bool { return k == KindSub || k == KindClient }
+
+// MaxValueLen bounds Entry.Value and Entry.Issuer; longer values are refused.
+const MaxValueLen = 1024
+
+// MaxTextLen bounds Entry.Reason and Entry.Initiator.
+const MaxTextLen = 512
+
+// ErrInvalidEntry is wrapped by every error about a malformed Entry.
+var ErrInvalidEntry = errors.New("cache: invalid revocation entry")
+
+// ErrClosed is returned by a store that has been closed.
+var ErrClosed = errors.New("cache: store closed")
+
+// Entry is one revocation. The key is (Issuer, Kind, Value); revoking the
+// same key again keeps the later RevokedAt and ExpiresAt, so repeating a
+// revocation is idempotent and never weakens it.
+type Entry struct {
+	// Issuer is the token issuer the value belongs to. Empty only for
+	// KindSession, whose ids are the gateway's own.
+	Issuer string `json:"issuer,omitempty"`
+	Kind   Kind   `json:"kind"`
+	Value  string `json:"value"`
+	// RevokedAt is when the revocation was accepted. For sub and client
+	// entries a credential is revoked when its iat is at or before RevokedAt
+	// (plus the store's clock skew).
+	RevokedAt time.Time `json:"revoked_at"`
+	// ExpiresAt is when the entry may be forgotten: no credential it revokes
+	// can still be valid then.
+	ExpiresAt time.Time `json:"expires_at"`
+	Reason    string    `json:"reason,omitempty"`
+	// Initiator says who asked (e.g. "admin:ops", an IdP issuer); never a secret.
+	Initiator string `json:"initiator,omitempty"`
+}
+
+// Validate reports every problem of e at once.
+func (e Entry) Validate() error {
+	var errs []error
+	if !e.Kind.Valid() {
+		errs = append(errs, fmt.Errorf("%w: unknown kind %q", ErrInvalidEntry, e.Kind))
+	}
+	if e.Value == "" {
+		errs = append(errs, fmt.Errorf("%w: empty value", ErrInvalidEntry))
+	}
+	if len(e.Value) > MaxValueLen || len(e.Issuer) > MaxValueLen {
+		errs = append(errs, fmt.Errorf("%w: value or issuer longer than %d bytes", ErrInvalidEntry, MaxValueLen))
+	}
+	if e.Issuer == "" && e.Kind != KindSession && e.Kind.Valid() {
+		errs = append(errs, fmt.Errorf("%w: kind %s needs an issuer", ErrInvalidEntry, e.Kind))
+	}
+	if len(e.Reason) > MaxTextLen || len(e.Initiator) > MaxTextLen {
+		errs = append(errs, fmt.Errorf("%w: reason or initiator longer than %d bytes", ErrInvalidEntry, MaxTextLen))
+	}
+	if e.RevokedAt.IsZero() {
+		errs = append(errs, fmt.Errorf("%w: zero revoked_at", ErrInvalidEntry))
+	}
+	if !e.ExpiresAt.After(e.RevokedAt) {
+		errs = append(errs, fmt.Errorf("%w: expires_at not after revoked_at", ErrInvalidEntry))
+	}
+	return errors.Join(errs...)
+}
+
+// Credential is what a request presents, reduced to what the revocation
+// check needs. Empty fields are not checked. It is passed by pointer on the
+// hot path and never retained.
+type Credential struct {
+	Issuer    string
+	JTI       string
+	SID       string
+	Sub       string
+	ClientID  string
+	SessionID string
+	// IssuedAt is the credential's iat; sub and client entries revoke it when
+	// IssuedAt <= RevokedAt + skew. A zero IssuedAt is treated as issued
+	// before every revocation (fail closed).
+	IssuedAt time.Time
+}
