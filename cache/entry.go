@@ -117,3 +117,15 @@ type Credential struct {
 	// before every revocation (fail closed).
 	IssuedAt time.Time
 }
+
+// ListOptions selects and pages entries for List. Zero fields match all.
+type ListOptions struct {
+	Issuer string
+	Kind   Kind
+	Value  string
+	// Limit caps the page; 0 means 100, and more than 1000 is treated as 1000.
+	Limit int
+	// Cursor is the opaque next-page token returned by the previous List;
+	// empty starts from the beginning.
+	Cursor string
+}
