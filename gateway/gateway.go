@@ -1,0 +1,390 @@
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/oidcgate/oidcgate/introspect"
+)
+
+// Gateway is the public handler: it routes, authenticates and proxies.
+// It is safe for concurrent use; it holds no per-request state between
+// requests.
+type Gateway struct {
+	router   *mux.Router
+	verifier TokenVerifier
+	maxAuth  int
+	log      *slog.Logger
+	noRoute  *routeMetrics
+}
+
+// route is one configured route, resolved at New: nothing here is built
+// per request.
+type route struct {
+	g        *Gateway
+	label    string
+	host     string // normalHost; "" = any
+	prefix   string // normalPrefix
+	auth     AuthMode
+	scopes   []string
+	scopeHdr string // WWW-Authenticate for insufficient_scope
+	headers  []identityHeader
+	strip    []string // folded names of every route's identity headers
+	proxy    *httputil.ReverseProxy
+	metrics  *routeMetrics
+}
+
+type identityHeader struct {
+	name  string // canonical header key
+	claim string
+}
+
+// proxyState travels in the request context from the route handler to the
+// ReverseProxy hooks (Rewrite and ErrorHandler), which see only the
+// request.
+type proxyState struct {
+	claims *introspect.Claims
+	failed bool
+}
+
+type stateKey struct{}
+
+var _ http.Handler = (*Gateway)(nil)
+
+// New validates cfg, applies defaults and builds the router and one
+// ReverseProxy per route. It requires cfg.Verifier when a route uses bearer
+// auth. It starts nothing and does no network I/O.
+func New(cfg Config) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	needsVerifier := slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Auth != AuthNone })
+	if needsVerifier && cfg.Verifier == nil {
+		return nil, errors.New("gateway: verifier: required when a route uses bearer auth")
+	}
+	g := &Gateway{
+		router:   mux.NewRouter(),
+		verifier: cfg.Verifier,
+		maxAuth:  cmp.Or(cfg.MaxAuthorizationBytes, DefaultMaxAuthorizationBytes),
+		log:      cfg.Logger,
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	transport := cfg.Transport
+	if transport == nil {
+		transport = newTransport()
+	}
+
+	buffers := &bufferPool{}
+	var strip []string
+	for _, r := range cfg.Routes {
+		for name := range r.Headers {
+			if f := foldHeaderName(name); !slices.Contains(strip, f) {
+				strip = append(strip, f)
+			}
+		}
+	}
+	slices.Sort(strip)
+
+	routes := make([]*route, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		routes[i] = g.newRoute(r, strip, transport, buffers, m)
+	}
+	// Most specific first: host routes before host-less ones, then longer
+	// prefixes; SortStableFunc keeps config order for ties.
+	slices.SortStableFunc(routes, func(a, b *route) int {
+		if (a.host == "") != (b.host == "") {
+			if a.host != "" {
+				return -1
+			}
+			return 1
+		}
+		return len(b.prefix) - len(a.prefix)
+	})
+
+	g.noRoute = m.route("none")
+	notFound := http.HandlerFunc(g.notFound)
+	g.router.NotFoundHandler = notFound
+	g.router.MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool {
+		return matchPrefix(r.URL.Path, reservedPrefix) || ambiguousPath(r.URL.Path)
+	}).Handler(notFound)
+	for _, rt := range routes {
+		g.router.MatcherFunc(rt.match).Handler(rt)
+	}
+	return g, nil
+}
+
+func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper, buffers httputil.BufferPool, m *metrics) *route {
+	upstream, _ := url.Parse(r.Upstream) // checked by Validate
+	rt := &route{
+		g:      g,
+		host:   normalHost(r.Host),
+		prefix: normalPrefix(r.PathPrefix),
+		auth:   cmp.Or(r.Auth, AuthBearer),
+		scopes: slices.Clone(r.RequiredScopes),
+		strip:  strip,
+	}
+	rt.label = rt.host + rt.prefix
+	rt.metrics = m.route(rt.label)
+	rt.scopeHdr = challengeInsufficientScope + `, scope="` + strings.Join(rt.scopes, " ") + `"`
+	for name, claim := range r.Headers {
+		rt.headers = append(rt.headers, identityHeader{name: http.CanonicalHeaderKey(name), claim: claim})
+	}
+	slices.SortFunc(rt.headers, func(a, b identityHeader) int { return strings.Compare(a.name, b.name) })
+	rt.proxy = &httputil.ReverseProxy{
+		// Rewrite, never Director: with Director, hop-by-hop and
+		// X-Forwarded-* handling runs after the hook and can undo it
+		// (golang/go#50580, #53002). Headers set in Rewrite survive, so a
+		// client's "Connection: X-User" cannot strip the gateway's X-User.
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// SetURL also empties Out.Host: the upstream sees its own host
+			// in Host and the client's in X-Forwarded-Host.
+			pr.SetURL(upstream)
+			pr.SetXForwarded()
+			rt.setIdentity(pr)
+		},
+		Transport:    transport,
+		BufferPool:   buffers,
+		ErrorHandler: rt.upstreamError,
+		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	return rt
+}
+
+// newTransport returns the default upstream transport, tuned for a proxy.
+// ResponseHeaderTimeout stays 0 so that long polling works; a hung upstream
+// is bounded by the server's timeouts and the client going away.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		DialContext: (&net.Dialer{
+			Timeout:   10 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// HTTP/1.1 upstreams: protocol upgrades (WebSocket) need it.
+		ForceAttemptHTTP2: false,
+		// A proxy passes Accept-Encoding and bodies through as they are.
+		DisableCompression: true,
+	}
+}
+
+// ServeHTTP routes r: to its route's handler, or 404 when no route matches
+// or the path is reserved. A path that is not clean is answered with a
+// redirect to the clean path (mux's default), never proxied.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.router.ServeHTTP(w, r)
+}
+
+func (g *Gateway) notFound(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	http.Error(w, "404 page not found", http.StatusNotFound)
+	g.noRoute.done(decNoRoute, start)
+	g.logDenied(r.Context(), "none", decNoRoute, "")
+}
+
+// match is the route's mux matcher, on the cleaned, decoded path.
+func (rt *route) match(r *http.Request, _ *mux.RouteMatch) bool {
+	if rt.host != "" && !strings.EqualFold(requestHost(r.Host), rt.host) {
+		return false
+	}
+	return matchPrefix(r.URL.Path, rt.prefix)
+}
+
+// ServeHTTP authenticates r as the route requires and proxies it.
+func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := &proxyState{}
+	if rt.auth == AuthBearer {
+		claims, d, token := rt.g.authenticate(r, rt.scopes)
+		if d != decAllowed {
+			rt.deny(w, d)
+			rt.metrics.done(d, start)
+			rt.g.logDenied(r.Context(), rt.label, d, token)
+			return
+		}
+		st.claims = claims
+	}
+	// Deferred: ReverseProxy panics with http.ErrAbortHandler when the
+	// response copy fails, and such a request still counts.
+	defer func() {
+		d := decAllowed
+		if st.failed {
+			d = decUpstreamError
+		}
+		rt.metrics.done(d, start)
+	}()
+	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// setIdentity removes every client-sent identity header, then sets this
+// route's from the verified claims.
+func (rt *route) setIdentity(pr *httputil.ProxyRequest) {
+	if len(rt.strip) == 0 {
+		return
+	}
+	h := pr.Out.Header
+	stripFolded(h, rt.strip)
+	// Declared request trailers too: some upstreams merge trailers into
+	// the header (RFC 9110 §6.5.1 forbids it, not everyone listens).
+	stripFolded(pr.Out.Trailer, rt.strip)
+	st, _ := pr.In.Context().Value(stateKey{}).(*proxyState)
+	if st == nil || st.claims == nil {
+		return
+	}
+	for _, ih := range rt.headers {
+		// A value the transport would refuse (CR, LF, NUL) is treated as a
+		// missing claim rather than failing the request.
+		if v, ok := st.claims.Claim(ih.claim); ok && validHeaderValue(v) {
+			h[ih.name] = []string{v}
+		}
+	}
+}
+
+// stripFolded deletes from h every key that folds to a name in strip.
+func stripFolded(h http.Header, strip []string) {
+	for k := range h {
+		for _, f := range strip {
+			if foldedEqual(k, f) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+func (rt *route) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if st, _ := r.Context().Value(stateKey{}).(*proxyState); st != nil {
+		st.failed = true
+	}
+	level := slog.LevelWarn
+	if r.Context().Err() != nil {
+		level = slog.LevelDebug // the client went away
+	}
+	// Only the transport's own error: a *url.Error would carry the URL and
+	// with it a query string that may hold secrets.
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = ue.Err
+	}
+	rt.g.log.LogAttrs(r.Context(), level, "upstream request failed",
+		slog.String("route", rt.label), slog.String("error", err.Error()))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusBadGateway)
+	_, _ = io.WriteString(w, "bad gateway\n")
+}
+
+// bufferPool lends ReverseProxy its body copy buffers instead of letting
+// it allocate 32 KiB per request.
+type bufferPool struct{ p sync.Pool }
+
+var _ httputil.BufferPool = (*bufferPool)(nil)
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+// requestHost returns the request's host without port or trailing dot.
+func requestHost(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			h = h[:i+1]
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
+// matchPrefix reports whether path p is prefix or below it, segment-aware:
+// the prefix must end at a '/', at a ';' (path parameters, which servers
+// such as Tomcat strip before routing) or at the end of p.
+func matchPrefix(p, prefix string) bool {
+	if prefix == "/" {
+		return true
+	}
+	if !strings.HasPrefix(p, prefix) {
+		return false
+	}
+	if len(p) == len(prefix) {
+		return true
+	}
+	c := p[len(prefix)]
+	return c == '/' || c == ';'
+}
+
+// ambiguousPath reports whether p, already cleaned by mux, could still be
+// read differently by an upstream: a backslash (a separator on Windows
+// servers), a NUL, or a dot segment hidden behind path parameters ("..;"),
+// which Tomcat and Jetty resolve as "..".
+func ambiguousPath(p string) bool {
+	if strings.ContainsAny(p, "\\\x00") {
+		return true
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if i := strings.IndexByte(seg, ';'); i >= 0 {
+			if s := seg[:i]; s == "." || s == ".." {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// foldedEqual reports whether header key k equals the folded name f,
+// ignoring case and treating '_' as '-'. It does not allocate.
+func foldedEqual(k, f string) bool {
+	if len(k) != len(f) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != f[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether v may be sent as a field value
+// (RFC 9110 §5.5: no CR, LF, NUL or other controls but HTAB).
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,61 @@
+package gateway
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics holds the gateway's collectors. The route label is the route's
+// host and path prefix as matched ("/v1", "api.example.com/v1"), or "none"
+// when no route matched: bounded by the config, never the request path.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// routeMetrics are one route's label children, resolved at New so that a
+// request only increments.
+type routeMetrics struct {
+	requests [numDecisions]prometheus.Counter
+	duration prometheus.Observer
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oidcgate_requests_total",
+			Help: "Requests on the public listener by route and decision.",
+		}, []string{"route", "decision"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "oidcgate_request_duration_seconds",
+			Help: "Time from routing to the end of the response (proxied bodies, streams and upgraded connections included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5,
+				1, 2.5, 5, 10, 30},
+		}, []string{"route"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("gateway: metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) route(label string) *routeMetrics {
+	rm := &routeMetrics{duration: m.duration.WithLabelValues(label)}
+	for d := range numDecisions {
+		rm.requests[d] = m.requests.WithLabelValues(label, d.String())
+	}
+	return rm
+}
+
+// done records one finished request.
+func (rm *routeMetrics) done(d decision, start time.Time) {
+	rm.requests[d].Inc()
+	rm.duration.Observe(time.Since(start).Seconds())
+}
