@@ -1,0 +1,209 @@
+package logout
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/introspect"
+)
+
+// minAdminTokenLen is the shortest admin token accepted: 32 characters of
+// a random token leave nothing to guess.
+const minAdminTokenLen = 32
+
+// maxAdminNameLen bounds AdminToken.Name, which is recorded in every
+// entry's initiator ("admin:<name>").
+const maxAdminNameLen = 64
+
+// defaultSessionMaxAge is Config.SessionMaxAge when zero.
+const defaultSessionMaxAge = 24 * time.Hour
+
+// AdminToken is one bearer token allowed to call the admin API.
+type AdminToken struct {
+	// Name identifies the token's holder. It is logged and recorded as the
+	// initiator "admin:<name>" of every revocation made with the token.
+	// Required: 1 to 64 visible ASCII characters, unique.
+	Name string `yaml:"name"`
+	// Token is the bearer secret: at least 32 visible ASCII characters (a
+	// value with spaces or non-ASCII characters could not be sent in an
+	// Authorization header, RFC 6750 §2.1), unique. It is never logged or
+	// recorded.
+	Token introspect.Secret `yaml:"token"`
+}
+
+// AdminConfig is the YAML key `admin`. Authentication by mTLS comes with a
+// later issue; today at least one token is required.
+type AdminConfig struct {
+	Tokens []AdminToken `yaml:"tokens"`
+}
+
+// Validate reports every problem of c at once, each message starting with
+// its YAML path relative to `admin` (e.g. "tokens[1].token: shorter than
+// 32 characters"). It never includes a token in a message.
+func (c AdminConfig) Validate() error {
+	var errs []error
+	if len(c.Tokens) == 0 {
+		errs = append(errs, errors.New("tokens: at least one token is required"))
+	}
+	names := make(map[string]int, len(c.Tokens))
+	digests := make(map[[sha256.Size]byte]int, len(c.Tokens))
+	for i, t := range c.Tokens {
+		switch {
+		case t.Name == "":
+			errs = append(errs, fmt.Errorf("tokens[%d].name: required", i))
+		case len(t.Name) > maxAdminNameLen:
+			errs = append(errs, fmt.Errorf("tokens[%d].name: longer than %d characters", i, maxAdminNameLen))
+		case !visibleASCII(t.Name):
+			errs = append(errs, fmt.Errorf("tokens[%d].name: only visible ASCII characters are allowed", i))
+		default:
+			if j, dup := names[t.Name]; dup {
+				errs = append(errs, fmt.Errorf("tokens[%d].name: duplicate of tokens[%d].name", i, j))
+			} else {
+				names[t.Name] = i
+			}
+		}
+		tok := string(t.Token)
+		switch {
+		case len(tok) < minAdminTokenLen:
+			errs = append(errs, fmt.Errorf("tokens[%d].token: shorter than %d characters", i, minAdminTokenLen))
+		case !visibleASCII(tok):
+			errs = append(errs, fmt.Errorf("tokens[%d].token: only visible ASCII characters are allowed", i))
+		default:
+			d := sha256.Sum256([]byte(tok))
+			if j, dup := digests[d]; dup {
+				errs = append(errs, fmt.Errorf("tokens[%d].token: same as tokens[%d].token", i, j))
+			} else {
+				digests[d] = i
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// visibleASCII reports whether s has only characters from '!' to '~'.
+func visibleASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] < '!' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// Config is everything this package needs. The CLI assembles it: Admin
+// from the YAML key `admin`, the rest from `issuers`, `session.max_age`
+// and `clock_skew` and from the running process.
+type Config struct {
+	// Admin configures the admin revocation API.
+	Admin AdminConfig
+	// Lifetimes maps each configured issuer to its max_token_lifetime (must
+	// be positive); its keys are the known issuers. An entry for an issuer
+	// expires at RevokedAt + lifetime + 2×ClockSkew: a token issued up to
+	// ClockSkew after the revocation is still revoked (its issuer's clock may
+	// run ahead) and is accepted up to ClockSkew past its exp, so the entry
+	// must outlive both allowances. Nil or empty means no issuer is known:
+	// only session revocations can be made.
+	Lifetimes map[string]time.Duration
+	// SessionMaxAge is the longest a gateway session lives; a session entry
+	// expires at RevokedAt + SessionMaxAge + ClockSkew (replica clocks may
+	// differ by ClockSkew). Zero means 24h.
+	SessionMaxAge time.Duration
+	// ClockSkew is the clock difference tolerated between the IdP and the
+	// gateway and between replicas. Zero means none.
+	ClockSkew time.Duration
+	// Store is the revocation store. Required.
+	Store Store
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+	// Logger receives one info line per accepted revocation. Nil means
+	// discard.
+	Logger *slog.Logger
+	// Metrics registers this package's collectors. Nil means they are
+	// kept but not exported. A collector of the same name already
+	// registered is shared, so several handlers may use one registry.
+	Metrics prometheus.Registerer
+}
+
+// Validate reports every problem of c at once, each message starting with
+// the path of the field ("admin.tokens[0].name: required",
+// `lifetimes["https://idp"]: not positive`). It does no I/O.
+func (c Config) Validate() error {
+	var errs []error
+	errs = append(errs, prefixed("admin.", c.Admin.Validate())...)
+	for _, iss := range slices.Sorted(maps.Keys(c.Lifetimes)) {
+		switch {
+		case iss == "":
+			errs = append(errs, errors.New(`lifetimes[""]: empty issuer`))
+		case len(iss) > cache.MaxValueLen:
+			errs = append(errs, fmt.Errorf("lifetimes: an issuer is longer than %d bytes", cache.MaxValueLen))
+		case c.Lifetimes[iss] <= 0:
+			errs = append(errs, fmt.Errorf("lifetimes[%q]: max_token_lifetime not positive", iss))
+		}
+	}
+	if c.SessionMaxAge < 0 {
+		errs = append(errs, errors.New("session_max_age: negative"))
+	}
+	if c.ClockSkew < 0 {
+		errs = append(errs, errors.New("clock_skew: negative"))
+	}
+	if c.Store == nil {
+		errs = append(errs, errors.New("store: required"))
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns c with every zero field that has a default filled.
+func (c Config) withDefaults() Config {
+	if c.SessionMaxAge == 0 {
+		c.SessionMaxAge = defaultSessionMaxAge
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// prefixed splits a joined error into its parts and puts prefix in front
+// of each, so nested Validate results read as full paths.
+func prefixed(prefix string, err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, prefixed(prefix, e)...)
+		}
+		return out
+	}
+	return []error{fmt.Errorf("%s%w", prefix, err)}
+}
+
+// retention says how long an entry is kept: until no credential it revokes
+// can still be accepted. Every revocation source of this package uses it.
+type retention struct {
+	lifetimes     map[string]time.Duration
+	sessionMaxAge time.Duration
+	skew          time.Duration
+}
+
+// expiresAt returns when e may be forgotten; e.Issuer must be a key of
+// r.lifetimes unless e.Kind is cache.KindSession. The durations are added
+// one by one so that no sum of durations can overflow.
+func (r retention) expiresAt(e cache.Entry) time.Time {
+	if e.Kind == cache.KindSession {
+		return e.RevokedAt.Add(r.sessionMaxAge).Add(r.skew)
+	}
+	return e.RevokedAt.Add(r.lifetimes[e.Issuer]).Add(r.skew).Add(r.skew)
+}

@@ -1,0 +1,20 @@
+// Package logout turns revocation events into entries of the revocation
+// store. It owns the admin revocation API (POST and GET
+// /admin/revocations on the internal listener) and its client,
+// RevokeRemote, used by `oidcgate revoke`. Back-channel logout, the Shared
+// Signals receiver and the audit log join this package later; they share
+// Config, the Store interface and the retention rule (how long an entry is
+// kept) defined here.
+//
+// Guarantees: a revocation is answered 201 only after Store.Revoke has
+// returned nil, which means it is durable; a failed write is answered 500,
+// never 2xx. Admin tokens are compared in constant time over SHA-256
+// digests of every configured token.
+//
+// This package must never: import gateway (the two meet in the revocation
+// store); log, echo or record an admin token; log a revoked value in clear
+// (every value, whatever its kind, is logged as a SHA-256 prefix, so logs
+// never carry a jti or session id that could be replayed or correlated);
+// echo request input in error descriptions beyond a short, quoted field
+// name; or answer with a Go stack trace.
+package logout
