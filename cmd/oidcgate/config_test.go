@@ -1,0 +1,342 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oidcgate/oidcgate/gateway"
+)
+
+// testToken is a valid admin token (32+ visible ASCII characters).
+const testToken = "0123456789abcdef0123456789abcdef-test"
+
+// configText renders a valid config; each extra is inserted verbatim at
+// its level (top-level keys, keys of issuers[0], keys of routes[0]).
+func configText(top, issuer, route string) string {
+	return `listen: 127.0.0.1:8080
+internal_listen: 127.0.0.1:9091
+data_dir: /var/lib/oidcgate
+issuers:
+  - issuer: https://idp.example.com
+    audiences: [api]
+    max_token_lifetime: 1h
+` + indent(issuer, "    ") + `routes:
+  - path_prefix: /
+    upstream: http://127.0.0.1:3000
+` + indent(route, "    ") + `admin:
+  tokens:
+    - name: ops
+      token: ${ADMIN_TOKEN}
+` + top
+}
+
+func indent(s, by string) string {
+	if s == "" {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	return by + strings.Join(lines, "\n"+by) + "\n"
+}
+
+// envOf returns a lookupEnv over m.
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+var defaultEnv = map[string]string{"ADMIN_TOKEN": testToken}
+
+// wantLines checks that err has, for each want, a line starting with it.
+func wantLines(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error; want lines starting with %q", want)
+	}
+	for _, w := range want {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(w)).MatchString(err.Error()) {
+			t.Errorf("error lacks a line starting with %q; got:\n%v", w, err)
+		}
+	}
+}
+
+func TestParseConfigValid(t *testing.T) {
+	cfg, err := parseConfig([]byte(configText("", "", "")), envOf(defaultEnv))
+	if err != nil {
+		t.Fatalf("got %v; want a valid config", err)
+	}
+	if got := string(cfg.Admin.Tokens[0].Token); got != testToken {
+		t.Errorf("admin token: got %q; want the expanded ADMIN_TOKEN", got)
+	}
+}
+
+func TestParseConfigEnv(t *testing.T) {
+	long := strings.Repeat("x", 32)
+	for _, tc := range []struct {
+		name     string
+		text     string
+		env      map[string]string
+		wantErr  []string // line prefixes; nil means valid
+		wantUp   string   // routes[0].upstream when valid
+		wantData string   // data_dir when valid
+	}{
+		{
+			name: "set", text: configText("", "", ""), env: defaultEnv,
+			wantUp: "http://127.0.0.1:3000", wantData: "/var/lib/oidcgate",
+		},
+		{
+			name: "inside a value",
+			text: strings.Replace(configText("", "", ""), "http://127.0.0.1:3000", "http://127.0.0.1:${PORT}/base", 1),
+			env:  map[string]string{"ADMIN_TOKEN": testToken, "PORT": "4000"}, wantUp: "http://127.0.0.1:4000/base", wantData: "/var/lib/oidcgate",
+		},
+		{
+			name: "$VAR without braces is literal",
+			text: strings.Replace(configText("", "", ""), "/var/lib/oidcgate", "/data/$HOME", 1),
+			env:  defaultEnv, wantUp: "http://127.0.0.1:3000", wantData: "/data/$HOME",
+		},
+		{
+			name: "a value is not expanded twice",
+			text: strings.Replace(configText("", "", ""), "/var/lib/oidcgate", "${DIR}", 1),
+			env:  map[string]string{"ADMIN_TOKEN": testToken, "DIR": "/d/${ADMIN_TOKEN}"}, wantUp: "http://127.0.0.1:3000", wantData: "/d/${ADMIN_TOKEN}",
+		},
+		{
+			name: "unset", text: configText("", "", ""), env: map[string]string{},
+			wantErr: []string{"admin.tokens[0].token: environment variable ADMIN_TOKEN is not set"},
+		},
+		{
+			name:    "several unset, each named",
+			text:    strings.Replace(configText("public_url: ${PUBLIC_URL}\n", "", ""), "/var/lib/oidcgate", "${DATA_DIR}", 1),
+			env:     map[string]string{"ADMIN_TOKEN": testToken},
+			wantErr: []string{"public_url: environment variable PUBLIC_URL is not set", "data_dir: environment variable DATA_DIR is not set"},
+		},
+		{
+			name: "set but empty is not unset", text: configText("", "", ""), env: map[string]string{"ADMIN_TOKEN": ""},
+			wantErr: []string{"admin.tokens[0].token: shorter than 32 characters"},
+		},
+		{
+			name: "the expanded value is validated", text: configText("", "", ""), env: map[string]string{"ADMIN_TOKEN": "short"},
+			wantErr: []string{"admin.tokens[0].token: shorter than 32 characters"},
+		},
+		{
+			name: "inside a list", text: configText("", "", "required_scopes:\n  - ${SCOPE}"), env: map[string]string{"ADMIN_TOKEN": long},
+			wantErr: []string{"routes[0].required_scopes[0]: environment variable SCOPE is not set"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig([]byte(tc.text), envOf(tc.env))
+			if tc.wantErr != nil {
+				wantLines(t, err, tc.wantErr...)
+				return
+			}
+			if err != nil {
+				t.Fatalf("got %v; want no error", err)
+			}
+			if got := cfg.Routes[0].Upstream; got != tc.wantUp {
+				t.Errorf("routes[0].upstream: got %q; want %q", got, tc.wantUp)
+			}
+			if cfg.DataDir != tc.wantData {
+				t.Errorf("data_dir: got %q; want %q", cfg.DataDir, tc.wantData)
+			}
+		})
+	}
+}
+
+func TestParseConfigUnknownKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		text string
+		want []string
+	}{
+		{"top level", configText("listn: :80\n", "", ""), []string{"listn: unknown key (line 15)"}},
+		{"in a route", configText("", "", "upstrem: http://x\n"), []string{"routes[0].upstrem: unknown key (line 11)"}},
+		{"in an issuer", configText("", "foo: bar\n", ""), []string{"issuers[0].foo: unknown key (line 8)"}},
+		{"in a mapping", configText("store:\n  backnd: memory\n", "", ""), []string{"store.backnd: unknown key"}},
+		{"in a list of mappings", strings.Replace(configText("", "", ""), "token: ${ADMIN_TOKEN}", "token: ${ADMIN_TOKEN}\n      tokn: x", 1),
+			[]string{"admin.tokens[0].tokn: unknown key"}},
+		{"several at once", configText("listn: :80\n", "foo: bar\n", "upstrem: http://x\n"),
+			[]string{"listn: unknown key", "routes[0].upstrem: unknown key", "issuers[0].foo: unknown key"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig([]byte(tc.text), envOf(defaultEnv))
+			wantLines(t, err, tc.want...)
+		})
+	}
+	t.Run("header names are free keys", func(t *testing.T) {
+		if _, err := parseConfig([]byte(configText("", "", "headers: {X-Anything: sub, X-Tenant: tid}")), envOf(defaultEnv)); err != nil {
+			t.Errorf("got %v; want no error", err)
+		}
+	})
+}
+
+func TestParseConfigLaterKeys(t *testing.T) {
+	for _, key := range []string{"ssf", "audit", "introspection_clients"} {
+		t.Run(key, func(t *testing.T) {
+			_, err := parseConfig([]byte(configText(key+": {}\n", "", "")), envOf(defaultEnv))
+			wantLines(t, err, key+": not supported yet")
+		})
+	}
+}
+
+func TestParseConfigAllProblemsAtOnce(t *testing.T) {
+	text := configText("ssf: {}\npublic_url: ${PUBLIC_URL}\n", "foo: bar\n", "upstrem: http://x\n")
+	text = strings.Replace(text, "http://127.0.0.1:3000", "not a url", 1)
+	text = strings.Replace(text, "data_dir: /var/lib/oidcgate\n", "", 1)
+	_, err := parseConfig([]byte(text), envOf(map[string]string{"ADMIN_TOKEN": "short"}))
+	wantLines(t, err,
+		"ssf: not supported yet",
+		"public_url: environment variable PUBLIC_URL is not set",
+		"issuers[0].foo: unknown key",
+		"routes[0].upstrem: unknown key",
+		"routes[0].upstream: ",
+		"data_dir: required",
+		"admin.tokens[0].token: shorter than 32 characters",
+	)
+	if strings.Contains(err.Error(), "short\n") {
+		t.Errorf("the error shows the admin token:\n%v", err)
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	minimal := `data_dir: /d
+issuers:
+  - issuer: https://idp.example.com
+    audiences: [api]
+    max_token_lifetime: 1h
+routes:
+  - path_prefix: /public
+    upstream: http://127.0.0.1:3000
+    auth: none
+  - upstream: http://127.0.0.1:3000
+admin:
+  tokens:
+    - name: ops
+      token: ` + testToken + "\n"
+	cfg, err := parseConfig([]byte(minimal), envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", cfg.Listen, defaultListen},
+		{"internal_listen", cfg.InternalListen, defaultInternalListen},
+		{"clock_skew", *cfg.ClockSkew, 30 * time.Second},
+		{"store.backend", cfg.Store.Backend, "memory"},
+		{"session.max_age", cfg.Session.MaxAge, 24 * time.Hour},
+		{"routes[0].auth (explicit)", cfg.Routes[0].Auth, gateway.AuthNone},
+		{"routes[1].auth (omitted)", cfg.Routes[1].Auth, gateway.AuthBearer},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %v; want %v", c.name, c.got, c.want)
+		}
+	}
+
+	cfg, err = parseConfig([]byte(configText("clock_skew: 0s\n", "", "")), envOf(defaultEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *cfg.ClockSkew != 0 {
+		t.Errorf("explicit clock_skew 0s: got %v; want 0 (not the default)", *cfg.ClockSkew)
+	}
+}
+
+func TestParseConfigDurations(t *testing.T) {
+	cfg, err := parseConfig([]byte(configText("clock_skew: 90s\nsession:\n  max_age: 2h30m\n", "", "")), envOf(defaultEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := *cfg.ClockSkew, 90*time.Second; got != want {
+		t.Errorf("clock_skew: got %v; want %v", got, want)
+	}
+	if got, want := cfg.Session.MaxAge, 150*time.Minute; got != want {
+		t.Errorf("session.max_age: got %v; want %v", got, want)
+	}
+	if got, want := cfg.Issuers[0].MaxTokenLifetime, time.Hour; got != want {
+		t.Errorf("issuers[0].max_token_lifetime: got %v; want %v", got, want)
+	}
+
+	for _, tc := range []struct {
+		name, top string
+		want      string
+	}{
+		{"not a duration", "clock_skew: ten seconds\n", "config: "},
+		{"bare number", "clock_skew: 30\n", "config: "},
+		{"skew above 5m", "clock_skew: 10m\n", "clock_skew: must be between 0 and 5m0s"},
+		{"negative skew", "clock_skew: -1s\n", "clock_skew: must be between"},
+		{"negative max_age", "session:\n  max_age: -1h\n", "session.max_age: must not be negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig([]byte(configText(tc.top, "", "")), envOf(defaultEnv))
+			wantLines(t, err, tc.want)
+		})
+	}
+}
+
+func TestParseConfigValidate(t *testing.T) {
+	base := configText("", "", "")
+	for _, tc := range []struct {
+		name string
+		text string
+		want []string
+	}{
+		{"listen equals internal_listen", strings.Replace(base, "127.0.0.1:9091", "127.0.0.1:8080", 1),
+			[]string{"internal_listen: must differ from listen"}},
+		{"listen without port", strings.Replace(base, "listen: 127.0.0.1:8080", "listen: 8080", 1),
+			[]string{"listen: not a host:port address"}},
+		{"redis not yet", base + "store:\n  backend: redis\n", []string{"store.backend: redis is not supported yet"}},
+		{"unknown backend", base + "store:\n  backend: etcd\n", []string{`store.backend: "etcd" is not one of memory, redis`}},
+		{"public_url not absolute", base + "public_url: /x\n", []string{"public_url: not an absolute http(s) URL"}},
+		{"short session secret", base + "session:\n  secret: short\n", []string{"session.secret: shorter than 32 characters"}},
+		{"duplicate issuer", strings.Replace(base, "routes:", `  - issuer: https://idp.example.com
+    audiences: [api]
+    max_token_lifetime: 1h
+routes:`, 1), []string{"issuers[1].issuer: duplicate of issuers[0]"}},
+		{"no issuers, no routes", `data_dir: /d
+admin:
+  tokens:
+    - name: ops
+      token: ` + testToken + "\n", []string{"issuers: at least one issuer is required", "routes: at least one route is required"}},
+		{"route problems keep their path", strings.Replace(base, "path_prefix: /", "path_prefix: api", 1),
+			[]string{`routes[0].path_prefix: must start with "/"`}},
+		{"admin without tokens", strings.Replace(base, "admin:\n  tokens:\n    - name: ops\n      token: ${ADMIN_TOKEN}\n", "", 1),
+			[]string{"admin.tokens: at least one token is required"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig([]byte(tc.text), envOf(defaultEnv))
+			wantLines(t, err, tc.want...)
+		})
+	}
+}
+
+func TestParseConfigNotAConfig(t *testing.T) {
+	for _, tc := range []struct{ name, text, want string }{
+		{"empty", "", "config is empty"},
+		{"a list", "- a\n- b\n", "line 1: the config must be a mapping of keys"},
+		{"not YAML", "listen: [\n", "not valid YAML"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig([]byte(tc.text), envOf(nil))
+			wantLines(t, err, tc.want)
+		})
+	}
+}
+
+func TestLoadConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := loadConfig(filepath.Join(dir, "missing.yaml")); !os.IsNotExist(err) {
+		t.Errorf("missing file: got %v; want a not-exist error", err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, make([]byte, maxConfigBytes+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadConfig(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("oversize file: got %v; want a size error", err)
+	}
+}
