@@ -17,13 +17,22 @@ import (
 
 // Defaults applied by New for zero values.
 const (
-	defaultMaxTokenLifetime       = 24 * time.Hour
-	defaultIDTokenAlg             = "RS256"
-	defaultCacheMaxTTL            = 5 * time.Minute
-	defaultCacheMaxEntries        = 100_000
-	defaultJWKSRefreshInterval    = 15 * time.Minute
-	defaultJWKSMinRefetchInterval = 30 * time.Second
-	defaultHTTPTimeout            = 10 * time.Second
+	defaultMaxTokenLifetime         = 24 * time.Hour
+	defaultIDTokenAlg               = "RS256"
+	defaultIntrospectionCacheTTL    = time.Minute
+	defaultIntrospectionNegativeTTL = 5 * time.Second
+	defaultIntrospectionTimeout     = 5 * time.Second
+	defaultCacheMaxTTL              = 5 * time.Minute
+	defaultCacheMaxEntries          = 100_000
+	defaultJWKSRefreshInterval      = 15 * time.Minute
+	defaultJWKSMinRefetchInterval   = 30 * time.Second
+	defaultHTTPTimeout              = 10 * time.Second
+)
+
+// The client authentication methods of the introspection client.
+const (
+	authBasic = "client_secret_basic"
+	authPost  = "client_secret_post"
 )
 
 // Issuer is one trusted token issuer, an entry of the YAML `issuers` list.
@@ -47,8 +56,30 @@ type Issuer struct {
 	ClientID string `yaml:"client_id"`
 	// ClientSecret goes with ClientID; unused by Verify.
 	ClientSecret Secret `yaml:"client_secret"`
-	// IntrospectionEndpoint is the RFC 7662 endpoint; unused by Verify.
+	// IntrospectionEndpoint is the issuer's RFC 7662 endpoint. When set,
+	// Verify sends it every token that is not a JWT (opaque tokens), and
+	// also this issuer's JWTs when IntrospectJWTs is set, authenticating
+	// with ClientID and ClientSecret. At most one issuer may set it: an
+	// opaque token names no issuer, and it must never be shown to another
+	// party. "" means no remote introspection for this issuer.
 	IntrospectionEndpoint string `yaml:"introspection_endpoint"`
+	// IntrospectionAuthMethod is how the gateway authenticates to the
+	// introspection endpoint: "client_secret_basic" (RFC 6749 §2.3.1, the
+	// default for "") or "client_secret_post".
+	IntrospectionAuthMethod string `yaml:"introspection_auth_method"`
+	// IntrospectJWTs sends this issuer's JWT access tokens to the
+	// introspection endpoint instead of validating them locally, so that a
+	// revocation at the issuer is seen (after the cache lifetime).
+	IntrospectJWTs bool `yaml:"introspect_jwts"`
+	// IntrospectionCacheTTL caps how long an active introspection result is
+	// cached (never past the token's exp); 0 means 1m. A revocation at the
+	// issuer is seen after at most this long; one at the gateway at once.
+	IntrospectionCacheTTL time.Duration `yaml:"introspection_cache_ttl"`
+	// IntrospectionNegativeTTL is how long an inactive result is cached, so
+	// that a flood of one bad token costs one call; 0 means 5s.
+	IntrospectionNegativeTTL time.Duration `yaml:"introspection_negative_ttl"`
+	// IntrospectionTimeout bounds one introspection call; 0 means 5s.
+	IntrospectionTimeout time.Duration `yaml:"introspection_timeout"`
 	// IDTokenSignedResponseAlg is the only alg accepted for ID and logout
 	// tokens of this issuer; "" means RS256. Unused by Verify.
 	IDTokenSignedResponseAlg string `yaml:"id_token_signed_response_alg"`
@@ -68,6 +99,13 @@ type Issuer struct {
 	// none. Ory Hydra issues aud: [] unless the client asks for an audience;
 	// with this on, a token minted for another service is accepted here.
 	InsecureSkipAudienceCheck bool `yaml:"insecure_skip_audience_check"`
+	// InsecureLogoutTokenWithoutExp accepts a back-channel logout token
+	// that has no exp claim when its iat is at most two minutes (plus the
+	// clock skew) old. OpenID Connect Back-Channel Logout 1.0 §2.4 makes
+	// exp REQUIRED; Ory Hydra v2 follows an earlier draft and omits it.
+	// Off by default: a token without exp never expires, and replaying it
+	// is then bounded only by the jti replay cache.
+	InsecureLogoutTokenWithoutExp bool `yaml:"insecure_logout_token_without_exp"`
 }
 
 // Validate reports every problem of i at once, each prefixed with its YAML
@@ -98,6 +136,29 @@ func (i Issuer) problems() []error {
 	} {
 		if f.url != "" {
 			add(f.field, checkURL(f.url))
+		}
+	}
+	if i.IntrospectionEndpoint != "" && (i.ClientID == "" || i.ClientSecret == "") {
+		add("introspection_endpoint", errors.New("needs client_id and client_secret to authenticate with"))
+	}
+	if i.IntrospectJWTs && i.IntrospectionEndpoint == "" {
+		add("introspect_jwts", errors.New("needs introspection_endpoint"))
+	}
+	switch i.IntrospectionAuthMethod {
+	case "", authBasic, authPost:
+	default:
+		add("introspection_auth_method", fmt.Errorf("%q is not one of %s, %s", i.IntrospectionAuthMethod, authBasic, authPost))
+	}
+	for _, f := range []struct {
+		field string
+		d     time.Duration
+	}{
+		{"introspection_cache_ttl", i.IntrospectionCacheTTL},
+		{"introspection_negative_ttl", i.IntrospectionNegativeTTL},
+		{"introspection_timeout", i.IntrospectionTimeout},
+	} {
+		if f.d < 0 {
+			add(f.field, errors.New("must not be negative"))
 		}
 	}
 	if len(i.Audiences) == 0 && !i.InsecureSkipAudienceCheck {
@@ -183,9 +244,17 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("issuers: at least one issuer is required"))
 	}
 	seen := make(map[string]int, len(c.Issuers))
+	remote := -1
 	for n, is := range c.Issuers {
 		for _, e := range is.problems() {
 			errs = append(errs, fmt.Errorf("issuers[%d].%w", n, e))
+		}
+		if is.IntrospectionEndpoint != "" {
+			if remote >= 0 {
+				errs = append(errs, fmt.Errorf("issuers[%d].introspection_endpoint: only one issuer may introspect (issuers[%d] does): an opaque token names no issuer and must not be sent to another", n, remote))
+			} else {
+				remote = n
+			}
 		}
 		if first, dup := seen[is.Issuer]; dup && is.Issuer != "" {
 			errs = append(errs, fmt.Errorf("issuers[%d].issuer: duplicate of issuers[%d]", n, first))
@@ -285,6 +354,18 @@ func (i Issuer) WithDefaults() Issuer {
 	}
 	if i.AccessTokenTypes == nil {
 		i.AccessTokenTypes = []string{"at+jwt"}
+	}
+	if i.IntrospectionAuthMethod == "" {
+		i.IntrospectionAuthMethod = authBasic
+	}
+	if i.IntrospectionCacheTTL == 0 {
+		i.IntrospectionCacheTTL = defaultIntrospectionCacheTTL
+	}
+	if i.IntrospectionNegativeTTL == 0 {
+		i.IntrospectionNegativeTTL = defaultIntrospectionNegativeTTL
+	}
+	if i.IntrospectionTimeout == 0 {
+		i.IntrospectionTimeout = defaultIntrospectionTimeout
 	}
 	return i
 }

@@ -35,6 +35,17 @@ func TestIssuerValidate(t *testing.T) {
 			`discovery: unsupported scheme "ftp" (want https)`,
 			"jwks_uri: not an absolute URL",
 			"introspection_endpoint: must use https (http only on loopback hosts)",
+			"introspection_endpoint: needs client_id and client_secret to authenticate with",
+		}},
+		{"introspection settings", func(i *Issuer) {
+			i.IntrospectJWTs, i.IntrospectionAuthMethod = true, "private_key_jwt"
+			i.IntrospectionCacheTTL, i.IntrospectionNegativeTTL, i.IntrospectionTimeout = -1, -1, -1
+		}, []string{
+			"introspect_jwts: needs introspection_endpoint",
+			`introspection_auth_method: "private_key_jwt" is not one of client_secret_basic, client_secret_post`,
+			"introspection_cache_ttl: must not be negative",
+			"introspection_negative_ttl: must not be negative",
+			"introspection_timeout: must not be negative",
 		}},
 		{"no audiences", func(i *Issuer) { i.Audiences = nil }, []string{"audiences: required unless insecure_skip_audience_check is set"}},
 		{"empty audience", func(i *Issuer) { i.Audiences = []string{"api", ""} }, []string{"audiences[1]: empty"}},

@@ -237,30 +237,47 @@ func (s *keySource) fetch(ctx context.Context) (*keySet, error) {
 	return ks, nil
 }
 
-// discover returns the jwks_uri of the issuer's discovery document, after
-// checking that the document names this issuer (OpenID Connect Discovery
-// 1.0 §4.3).
+// discover returns the jwks_uri of the issuer's discovery document.
 func (s *keySource) discover(ctx context.Context) (string, error) {
-	body, err := getJSON(ctx, s.client, s.issuer.Discovery)
+	doc, err := fetchDiscovery(ctx, s.client, s.issuer)
 	if err != nil {
-		return "", fmt.Errorf("discovery: %w", err)
-	}
-	var doc struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
-	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return "", fmt.Errorf("discovery: %w", err)
-	}
-	// OpenID Connect Discovery 1.0 §4.3: the issuer value returned MUST be
-	// identical to the issuer the document was retrieved for.
-	if doc.Issuer != s.issuer.Issuer {
-		return "", fmt.Errorf("discovery: issuer %.200q does not match the configured issuer", doc.Issuer)
+		return "", err
 	}
 	if err := checkURL(doc.JWKSURI); err != nil {
 		return "", fmt.Errorf("discovery: jwks_uri: %w", err)
 	}
 	return doc.JWKSURI, nil
+}
+
+// discovery is the part of an OpenID Connect Discovery 1.0 document (RFC
+// 8414 metadata) this package uses.
+type discovery struct {
+	Issuer                string `json:"issuer"`
+	JWKSURI               string `json:"jwks_uri"`
+	AuthorizationEndpoint string `json:"authorization_endpoint"`
+	TokenEndpoint         string `json:"token_endpoint"`
+	EndSessionEndpoint    string `json:"end_session_endpoint"`
+	RevocationEndpoint    string `json:"revocation_endpoint"`
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
+}
+
+// fetchDiscovery loads is's discovery document and checks that it names
+// is (OpenID Connect Discovery 1.0 §4.3).
+func fetchDiscovery(ctx context.Context, client *http.Client, is Issuer) (*discovery, error) {
+	body, err := getJSON(ctx, client, is.Discovery)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	var doc discovery
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	// OpenID Connect Discovery 1.0 §4.3: the issuer value returned MUST be
+	// identical to the issuer the document was retrieved for.
+	if doc.Issuer != is.Issuer {
+		return nil, fmt.Errorf("discovery: issuer %.200q does not match the configured issuer", doc.Issuer)
+	}
+	return &doc, nil
 }
 
 // getJSON GETs uri and returns its body: status 200, a JSON media type,

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -39,6 +40,12 @@ type Verifier struct {
 	closeOnce sync.Once
 	// fetches dedupes concurrent key-set fetches per issuer.
 	fetches singleflight.Group
+	// remote introspects opaque tokens; nil without an issuer that has an
+	// introspection_endpoint.
+	remote *remote
+	// introspections dedupes concurrent introspections of one token.
+	introspections singleflight.Group
+	introspected   *prometheus.CounterVec
 
 	refreshes *prometheus.CounterVec
 	cacheHit  prometheus.Counter
@@ -51,6 +58,8 @@ type issuerState struct {
 	// types are the accepted typ values, normalised by normalizeTyp.
 	types []string
 	keys  *keySource
+	// endpoints is the discovery document's endpoints once fetched.
+	endpoints atomic.Pointer[Endpoints]
 }
 
 // result is a cached verification: the token's SHA-256 (the cache key is
@@ -59,6 +68,14 @@ type result struct {
 	sum    [sha256.Size]byte
 	claims *Claims
 	cred   cache.Credential
+	// byHash names an introspected token by its hash (TokenHashID), so
+	// that /revoke can revoke an opaque token; zero for local JWTs.
+	byHash cache.Credential
+	// until is when the cached result must no longer be used.
+	until time.Time
+	// inactive, when not nil, makes this a cached negative introspection
+	// result: the token is refused for this reason.
+	inactive error
 }
 
 // New validates cfg, applies defaults and returns a Verifier. It does no
@@ -101,12 +118,19 @@ func New(cfg Config) (*Verifier, error) {
 		Name: "oidcgate_token_cache_total",
 		Help: "Verified-token cache lookups, by result (hit, miss).",
 	}, []string{"result"})
+	introspected := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidcgate_introspection_requests_total",
+		Help: "Calls to the issuer's introspection endpoint, by result (active, inactive, error).",
+	}, []string{"result"})
 	if cfg.Metrics != nil {
 		var err error
 		if refreshes, err = register(cfg.Metrics, refreshes); err != nil {
 			return nil, err
 		}
 		if tokenCache, err = register(cfg.Metrics, tokenCache); err != nil {
+			return nil, err
+		}
+		if introspected, err = register(cfg.Metrics, introspected); err != nil {
 			return nil, err
 		}
 	}
@@ -120,6 +144,7 @@ func New(cfg Config) (*Verifier, error) {
 		refreshEvery: cfg.JWKSRefreshInterval,
 		log:          cfg.Logger,
 		refreshes:    refreshes,
+		introspected: introspected,
 		cacheHit:     tokenCache.WithLabelValues("hit"),
 		cacheMiss:    tokenCache.WithLabelValues("miss"),
 	}
@@ -137,6 +162,9 @@ func New(cfg Config) (*Verifier, error) {
 		}
 		v.issuers[is.Issuer] = st
 		v.order = append(v.order, st)
+		if is.IntrospectionEndpoint != "" {
+			v.remote = &remote{is: st, client: cfg.HTTPClient}
+		}
 		for _, r := range []string{"ok", "error"} {
 			refreshes.WithLabelValues(is.Issuer, r)
 		}
@@ -192,17 +220,28 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	key := binary.LittleEndian.Uint64(sum[:8])
 	// The full digest is compared: the 64-bit key alone could be forced to
 	// collide with another token's.
-	if r, ok := v.results.Get(key); ok && r.sum == sum {
+	// until is checked against the injected clock: ristretto's own TTL
+	// runs on the wall clock.
+	if r, ok := v.results.Get(key); ok && r.sum == sum && v.now().Before(r.until) {
 		v.cacheHit.Inc()
 		return v.admit(r)
 	}
 	v.cacheMiss.Inc()
+	if v.wantsRemote(raw) {
+		return v.verifyRemote(ctx, raw, sum, key)
+	}
 	c, err := v.verify(ctx, raw)
 	if err != nil {
 		return nil, err
 	}
 	r := &result{sum: sum, claims: c, cred: c.Credential()}
-	if ttl := min(v.cacheMaxTTL, c.ExpiresAt.Sub(v.now())); ttl > 0 {
+	if c.JTI == "" {
+		// Without a jti, /revoke names the token by its hash.
+		r.byHash = cache.Credential{Issuer: c.Issuer, JTI: TokenHashID(raw)}
+	}
+	now := v.now()
+	if ttl := min(v.cacheMaxTTL, c.ExpiresAt.Sub(now)); ttl > 0 {
+		r.until = now.Add(ttl)
 		v.results.SetWithTTL(key, r, 1, ttl)
 	}
 	return v.admit(r)
@@ -218,10 +257,13 @@ func tokenDigest(raw string) [sha256.Size]byte {
 // admit runs the checks whose answer changes after verification: expiry
 // and revocation. It runs on every Verify, cached or not.
 func (v *Verifier) admit(r *result) (*Claims, error) {
+	if r.inactive != nil {
+		return nil, invalid("%v", r.inactive)
+	}
 	if !v.now().Before(r.claims.ExpiresAt.Add(v.skew)) {
 		return nil, expired("expired")
 	}
-	if v.revocations.IsRevoked(&r.cred) {
+	if v.revocations.IsRevoked(&r.cred) || (r.byHash.JTI != "" && v.revocations.IsRevoked(&r.byHash)) {
 		return nil, errRevoked
 	}
 	return r.claims, nil
@@ -255,21 +297,8 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
 	if !slices.Contains(is.types, normalizeTyp(u.header.typ)) {
 		return nil, invalid("typ %.40q not accepted", u.header.typ)
 	}
-	pub, err := v.key(ctx, is, alg, u.header.kid)
-	if err != nil {
+	if err := v.verifySignature(ctx, is, u, raw); err != nil {
 		return nil, err
-	}
-	sa, ok := jwa.LookupSignatureAlgorithm(alg)
-	if !ok {
-		return nil, invalid("alg %s not supported", alg)
-	}
-	if _, err := jws.Verify([]byte(raw),
-		jws.WithKey(sa, pub),
-		jws.WithCompact(),
-		jws.WithAlgorithmMatch(true),
-		jws.WithCritValidation(true),
-	); err != nil {
-		return nil, invalid("signature does not verify")
 	}
 	c, err := u.toClaims()
 	if err != nil {
@@ -279,6 +308,30 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// verifySignature checks raw's signature with the key of is that its
+// header names. The caller has already checked the alg against is's
+// allow-list for this kind of token.
+func (v *Verifier) verifySignature(ctx context.Context, is *issuerState, u *unverified, raw string) error {
+	alg := u.header.alg
+	pub, err := v.key(ctx, is, alg, u.header.kid)
+	if err != nil {
+		return err
+	}
+	sa, ok := jwa.LookupSignatureAlgorithm(alg)
+	if !ok {
+		return invalid("alg %s not supported", alg)
+	}
+	if _, err := jws.Verify([]byte(raw),
+		jws.WithKey(sa, pub),
+		jws.WithCompact(),
+		jws.WithAlgorithmMatch(true),
+		jws.WithCritValidation(true),
+	); err != nil {
+		return invalid("signature does not verify")
+	}
+	return nil
 }
 
 // checkClaims judges the verified claims of an access token of is.
@@ -312,9 +365,7 @@ func (v *Verifier) checkClaims(is *issuerState, c *Claims) error {
 		return invalid("lifetime %s longer than max_token_lifetime", life)
 	}
 	// RFC 9068 §4, RFC 7519 §4.1.3: aud must name this resource server.
-	if !is.cfg.InsecureSkipAudienceCheck && !slices.ContainsFunc(c.Audience, func(a string) bool {
-		return slices.Contains(is.cfg.Audiences, a)
-	}) {
+	if !is.cfg.InsecureSkipAudienceCheck && !audienceAccepted(is, c.Audience) {
 		return invalid("aud does not name an accepted audience")
 	}
 	return nil
