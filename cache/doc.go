@@ -12,8 +12,18 @@
 // loads it again; a record that does not decode stops Open (ErrCorrupt)
 // rather than start with a revocation missing.
 //
-// The storetest subpackage is the conformance suite every backend runs.
+// Redis (OpenRedis) shares the store between replicas: Redis holds every
+// entry and a stream of changes; each replica keeps a Store as its mirror
+// (lookups never leave memory), follows the stream, resynchronises on every
+// reconnect, republishes its mirror when Redis lost its data, and queues
+// revocations it accepted while Redis was away in an outbox in its bbolt
+// file. FirstSeen (both backends) is the logout-token replay cache, and
+// Subscribe reports every entry applied.
+//
+// The storetest subpackage is the conformance suite every backend runs;
+// redistest runs real redis-server processes for tests.
 //
 // This package must never import another oidcgate package, never log a
-// token, entry value or secret, and never let an entry go before ExpiresAt.
+// token, entry value, FirstSeen key or secret (the Redis password
+// included), and never let an entry go before ExpiresAt.
 package cache

@@ -83,6 +83,9 @@ type Store struct {
 	life   sync.RWMutex
 	closed bool
 	done   chan struct{}
+
+	subs subscribers
+	seen replayCache
 }
 
 // Open validates cfg, applies defaults and, with a Path, opens (or creates)
@@ -108,6 +111,7 @@ func Open(cfg Config) (*Store, error) {
 		cfg:  cfg,
 		log:  cfg.Logger,
 		done: make(chan struct{}),
+		seen: replayCache{m: make(map[string]int64)},
 	}
 	if cfg.Path == "" {
 		return s, nil
@@ -129,8 +133,10 @@ func (s *Store) load() error {
 	start := time.Now()
 	now := s.now().UnixNano()
 	if err := s.db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketName)
-		return err
+		if _, err := tx.CreateBucketIfNotExists(bucketName); err != nil {
+			return err
+		}
+		return s.loadSeen(tx, now)
 	}); err != nil {
 		return err
 	}
@@ -178,10 +184,18 @@ func (s *Store) load() error {
 // RevokedAt and the later ExpiresAt win, with the reason and initiator of the
 // later revocation, so revoking again is idempotent and never weakens an
 // entry. With a Path the result is fsync'd to the file before Revoke
-// returns; concurrent calls share one transaction (bbolt's Batch). It returns
-// the stored entry (times in UTC), an error wrapping ErrInvalidEntry for bad
-// input (nothing is stored), or ErrClosed after Close.
+// returns; concurrent calls share one transaction (bbolt's Batch). Then it
+// calls the Subscribe functions with the stored entry. It returns the stored
+// entry (times in UTC), an error wrapping ErrInvalidEntry for bad input
+// (nothing is stored), or ErrClosed after Close.
 func (s *Store) Revoke(ctx context.Context, e Entry) (Entry, error) {
+	return s.revoke(ctx, e, nil)
+}
+
+// revoke is Revoke; also, when not nil, runs in the same transaction as the
+// entry's write, with the entry's key and the merged result, so that a
+// backend can record more (the Redis outbox) atomically with it.
+func (s *Store) revoke(ctx context.Context, e Entry, also func(tx *bolt.Tx, k []byte, stored row) error) (Entry, error) {
 	if err := validate(e); err != nil {
 		return Entry{}, fmt.Errorf("cache: revoke: %w", err)
 	}
@@ -208,7 +222,13 @@ func (s *Store) Revoke(ctx context.Context, e Entry) (Entry, error) {
 				}
 				stored = merge(r.row(), in)
 			}
-			return b.Put(k, encodeValue(stored))
+			if err := b.Put(k, encodeValue(stored)); err != nil {
+				return err
+			}
+			if also != nil {
+				return also(tx, k, stored)
+			}
+			return nil
 		})
 		if err != nil {
 			return Entry{}, fmt.Errorf("cache: revoke: persist: %w", err)
@@ -220,7 +240,9 @@ func (s *Store) Revoke(ctx context.Context, e Entry) (Entry, error) {
 	s.mu.Lock()
 	out := s.idx.upsert(in)
 	s.mu.Unlock()
-	return out.entry(), nil
+	e = out.entry()
+	s.subs.notify(e)
+	return e, nil
 }
 
 // IsRevoked reports whether c is revoked: its (Issuer, JTI) or (Issuer, SID)
@@ -447,7 +469,8 @@ func (h *rowHeap) Pop() any {
 }
 
 // Sweep removes the entries with ExpiresAt <= Now() from memory and from the
-// file, and returns how many it removed. An entry that a concurrent Revoke
+// file, and returns how many it removed; it also forgets the FirstSeen keys
+// whose time has passed (not counted). An entry that a concurrent Revoke
 // extended is kept. If the file cannot be written the entries stay (they
 // still revoke) and the error is logged. After Close it does nothing.
 func (s *Store) Sweep() int {
@@ -482,6 +505,7 @@ func (s *Store) Sweep() int {
 		}
 	}
 	s.idx.compact()
+	s.sweepSeen(now)
 	if removed > 0 {
 		s.log.Debug("revocation sweep", "removed", removed, "entries", s.idx.count.Load())
 	}

@@ -25,9 +25,14 @@ type Store interface {
 	Sweep() int
 	Run(ctx context.Context) error
 	Close() error
+	Subscribe(fn func(cache.Entry)) (cancel func())
+	FirstSeen(ctx context.Context, key string, until time.Time) (bool, error)
 }
 
-var _ Store = (*cache.Store)(nil)
+var (
+	_ Store = (*cache.Store)(nil)
+	_ Store = (*cache.Redis)(nil)
+)
 
 // Open returns a new store for cfg. The suite sets cfg.Now and, for
 // RunDurable, cfg.Path; it closes every store it opens.
@@ -154,6 +159,66 @@ func Run(t *testing.T, open Open) {
 	t.Run("Run", func(t *testing.T) { testRun(t, open) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, open) })
 	t.Run("Close", func(t *testing.T) { testClose(t, open) })
+	t.Run("Subscribe", func(t *testing.T) { testSubscribe(t, open) })
+	t.Run("FirstSeen", func(t *testing.T) { testFirstSeen(t, open) })
+}
+
+func testSubscribe(t *testing.T, open Open) {
+	s, _ := newStore(t, open, cache.Config{})
+	var mu sync.Mutex
+	var got []string
+	cancel := s.Subscribe(func(e cache.Entry) {
+		mu.Lock()
+		got = append(got, e.Value)
+		mu.Unlock()
+	})
+	s.Subscribe(nil)()
+	mustRevoke(t, s, entry(cache.KindJTI, iss1, "one"))
+	cancel()
+	cancel()
+	mustRevoke(t, s, entry(cache.KindJTI, iss1, "two"))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != "one" {
+		t.Errorf("subscriber saw %q; want [one]", got)
+	}
+}
+
+func testFirstSeen(t *testing.T, open Open) {
+	// The keys are unique per run: a shared backend may outlive the test.
+	run := fmt.Sprintf("%s-%d-", t.Name(), time.Now().UnixNano())
+	s, clk := newStoreAt(t, open, cache.Config{}, time.Now())
+	start := clk.Now()
+	ctx := context.Background()
+	steps := []struct {
+		key     string
+		until   time.Duration
+		want    bool
+		wantErr error
+	}{
+		{key: "a", until: time.Minute, want: true},
+		{key: "a", until: time.Hour, want: false},
+		{key: "b", until: time.Hour, want: true},
+		{key: "", until: time.Hour, wantErr: cache.ErrInvalidEntry},
+		{key: strings.Repeat("k", cache.MaxValueLen+1), until: time.Hour, wantErr: cache.ErrInvalidEntry},
+		{key: "c", until: 0, wantErr: cache.ErrInvalidEntry},
+	}
+	for i, st := range steps {
+		key := st.key
+		if key != "" && len(key) < 10 {
+			key = run + key
+		}
+		got, err := s.FirstSeen(ctx, key, start.Add(st.until))
+		if !errors.Is(err, st.wantErr) || got != st.want {
+			t.Errorf("step %d: FirstSeen(%q) = %v, %v; want %v, %v", i, st.key, got, err, st.want, st.wantErr)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FirstSeen(ctx, run+"z", start.Add(time.Hour)); !errors.Is(err, cache.ErrClosed) {
+		t.Errorf("FirstSeen after Close: error = %v; want ErrClosed", err)
+	}
 }
 
 func testKinds(t *testing.T, open Open) {
