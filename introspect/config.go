@@ -239,29 +239,7 @@ type Config struct {
 // Validate reports every problem of c at once, each prefixed with its YAML
 // path (e.g. "issuers[0].jwks_uri: ..."). It does no I/O.
 func (c Config) Validate() error {
-	var errs []error
-	if len(c.Issuers) == 0 {
-		errs = append(errs, errors.New("issuers: at least one issuer is required"))
-	}
-	seen := make(map[string]int, len(c.Issuers))
-	remote := -1
-	for n, is := range c.Issuers {
-		for _, e := range is.problems() {
-			errs = append(errs, fmt.Errorf("issuers[%d].%w", n, e))
-		}
-		if is.IntrospectionEndpoint != "" {
-			if remote >= 0 {
-				errs = append(errs, fmt.Errorf("issuers[%d].introspection_endpoint: only one issuer may introspect (issuers[%d] does): an opaque token names no issuer and must not be sent to another", n, remote))
-			} else {
-				remote = n
-			}
-		}
-		if first, dup := seen[is.Issuer]; dup && is.Issuer != "" {
-			errs = append(errs, fmt.Errorf("issuers[%d].issuer: duplicate of issuers[%d]", n, first))
-		} else if !dup {
-			seen[is.Issuer] = n
-		}
-	}
+	errs := []error{ValidateIssuers(c.Issuers)}
 	for _, f := range []struct {
 		field string
 		d     time.Duration
@@ -280,6 +258,36 @@ func (c Config) Validate() error {
 	}
 	if c.Revocations == nil {
 		errs = append(errs, errors.New("revocations: required"))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateIssuers reports every problem of the `issuers` list at once:
+// each issuer's own, duplicates, and more than one issuer with an
+// introspection_endpoint. It does no I/O.
+func ValidateIssuers(issuers []Issuer) error {
+	var errs []error
+	if len(issuers) == 0 {
+		errs = append(errs, errors.New("issuers: at least one issuer is required"))
+	}
+	seen := make(map[string]int, len(issuers))
+	remote := -1
+	for n, is := range issuers {
+		for _, e := range is.problems() {
+			errs = append(errs, fmt.Errorf("issuers[%d].%w", n, e))
+		}
+		if is.IntrospectionEndpoint != "" {
+			if remote >= 0 {
+				errs = append(errs, fmt.Errorf("issuers[%d].introspection_endpoint: only one issuer may introspect (issuers[%d] does): an opaque token names no issuer and must not be sent to another", n, remote))
+			} else {
+				remote = n
+			}
+		}
+		if first, dup := seen[is.Issuer]; dup && is.Issuer != "" {
+			errs = append(errs, fmt.Errorf("issuers[%d].issuer: duplicate of issuers[%d]", n, first))
+		} else if !dup {
+			seen[is.Issuer] = n
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -57,8 +57,9 @@ type ServerConfig struct {
 	Metrics prometheus.Registerer
 }
 
-// Validate reports every problem of c at once, with YAML paths for the
-// clients. It does no I/O.
+// Validate reports every problem of the clients at once, with their YAML
+// paths. It does no I/O and does not look at Verifier, Store, Logger or
+// Metrics (NewServer requires Verifier and Store).
 func (c ServerConfig) Validate() error {
 	var errs []error
 	seen := map[string]int{}
@@ -79,12 +80,6 @@ func (c ServerConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.client_secret: at least 16 characters", p))
 		}
 	}
-	if c.Verifier == nil {
-		errs = append(errs, errors.New("verifier: required"))
-	}
-	if c.Store == nil {
-		errs = append(errs, errors.New("store: required"))
-	}
 	return errors.Join(errs...)
 }
 
@@ -104,6 +99,9 @@ type Server struct {
 func NewServer(cfg ServerConfig) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("introspect: %w", err)
+	}
+	if cfg.Verifier == nil || cfg.Store == nil {
+		return nil, errors.New("introspect: NewServer needs a Verifier and a Store")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

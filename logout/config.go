@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -25,6 +26,17 @@ const maxAdminNameLen = 64
 
 // defaultSessionMaxAge is Config.SessionMaxAge when zero.
 const defaultSessionMaxAge = 24 * time.Hour
+
+// Defaults of ReceiverConfig.
+const (
+	defaultRatePerSecond = 50
+	defaultBurst         = 500
+)
+
+// maxReceiverIssuerLen bounds the issuers a receiver accepts: the
+// initiator of its entries (at most cache.MaxTextLen bytes) names the
+// issuer plus a 30-byte prefix and jti digest.
+const maxReceiverIssuerLen = cache.MaxTextLen - 64
 
 // AdminToken is one bearer token allowed to call the admin API.
 type AdminToken struct {
@@ -100,7 +112,9 @@ func visibleASCII(s string) bool {
 
 // Config is everything this package needs. The CLI assembles it: Admin
 // from the YAML key `admin`, the rest from `issuers`, `session.max_age`
-// and `clock_skew` and from the running process.
+// and `clock_skew` and from the running process (Store, Verifier, Replays,
+// Now, Logger, Metrics). One Config may serve NewAdmin, NewBackchannel and
+// NewFrontchannel.
 type Config struct {
 	// Admin configures the admin revocation API.
 	Admin AdminConfig
@@ -121,6 +135,15 @@ type Config struct {
 	ClockSkew time.Duration
 	// Store is the revocation store. Required.
 	Store Store
+	// Receivers configures the back- and front-channel logout receivers;
+	// NewAdmin ignores it.
+	Receivers ReceiverConfig
+	// Verifier verifies back-channel logout tokens; *introspect.Verifier
+	// implements it. Required by NewBackchannel, unused by the others.
+	Verifier LogoutTokenVerifier
+	// Replays is the replay cache of logout-token jtis; *cache.Store
+	// implements it. Required by NewBackchannel, unused by the others.
+	Replays Replays
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 	// Logger receives one info line per accepted revocation. Nil means
@@ -132,12 +155,44 @@ type Config struct {
 	Metrics prometheus.Registerer
 }
 
-// Validate reports every problem of c at once, each message starting with
-// the path of the field ("admin.tokens[0].name: required",
-// `lifetimes["https://idp"]: not positive`). It does no I/O.
+// Validate reports every problem of c that NewAdmin cares about at once,
+// each message starting with the path of the field
+// ("admin.tokens[0].name: required", `lifetimes["https://idp"]: not
+// positive`). It does no I/O. NewBackchannel and NewFrontchannel judge
+// the fields they use instead (see validateReceiver): they need no admin
+// tokens.
 func (c Config) Validate() error {
+	errs := prefixed("admin.", c.Admin.Validate())
+	errs = append(errs, c.sharedProblems()...)
+	errs = append(errs, prefixed("receivers.", c.Receivers.Validate())...)
+	return errors.Join(errs...)
+}
+
+// validateReceiver reports every problem of c that NewBackchannel
+// (needVerifier) or NewFrontchannel cares about: everything but Admin.
+func (c Config) validateReceiver(needVerifier bool) error {
+	errs := c.sharedProblems()
+	errs = append(errs, prefixed("receivers.", c.Receivers.Validate())...)
+	if len(c.Lifetimes) == 0 {
+		errs = append(errs, errors.New("lifetimes: at least one issuer is required to receive logouts"))
+	}
+	for _, iss := range slices.Sorted(maps.Keys(c.Lifetimes)) {
+		if len(iss) > maxReceiverIssuerLen && len(iss) <= cache.MaxValueLen {
+			errs = append(errs, fmt.Errorf("lifetimes: an issuer is longer than %d bytes, too long to name as a logout's initiator", maxReceiverIssuerLen))
+		}
+	}
+	if needVerifier && c.Verifier == nil {
+		errs = append(errs, errors.New("verifier: required"))
+	}
+	if needVerifier && c.Replays == nil {
+		errs = append(errs, errors.New("replays: required"))
+	}
+	return errors.Join(errs...)
+}
+
+// sharedProblems lists the problems of the fields every constructor uses.
+func (c Config) sharedProblems() []error {
 	var errs []error
-	errs = append(errs, prefixed("admin.", c.Admin.Validate())...)
 	for _, iss := range slices.Sorted(maps.Keys(c.Lifetimes)) {
 		switch {
 		case iss == "":
@@ -157,7 +212,43 @@ func (c Config) Validate() error {
 	if c.Store == nil {
 		errs = append(errs, errors.New("store: required"))
 	}
+	return errs
+}
+
+// ReceiverConfig tunes the back- and front-channel logout receivers.
+// Zero values mean the documented defaults.
+type ReceiverConfig struct {
+	// RatePerSecond is how many logouts per second each configured issuer
+	// may have accepted, sustained, per receiver (back- and front-channel
+	// are counted apart). 0 means 50.
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	// Burst is how many logouts an issuer may have accepted at once above
+	// the sustained rate. 0 means 500.
+	Burst int `yaml:"burst"`
+}
+
+// Validate reports every problem of c at once, each message starting with
+// its YAML key. It does no I/O.
+func (c ReceiverConfig) Validate() error {
+	var errs []error
+	if c.RatePerSecond < 0 || math.IsNaN(c.RatePerSecond) || math.IsInf(c.RatePerSecond, 0) {
+		errs = append(errs, errors.New("rate_per_second: not a finite, non-negative number"))
+	}
+	if c.Burst < 0 {
+		errs = append(errs, errors.New("burst: negative"))
+	}
 	return errors.Join(errs...)
+}
+
+// withDefaults returns c with its zero fields defaulted.
+func (c ReceiverConfig) withDefaults() ReceiverConfig {
+	if c.RatePerSecond == 0 {
+		c.RatePerSecond = defaultRatePerSecond
+	}
+	if c.Burst == 0 {
+		c.Burst = defaultBurst
+	}
+	return c
 }
 
 // withDefaults returns c with every zero field that has a default filled.

@@ -1,20 +1,26 @@
 // Package logout turns revocation events into entries of the revocation
 // store. It owns the admin revocation API (POST and GET
 // /admin/revocations on the internal listener) and its client,
-// RevokeRemote, used by `oidcgate revoke`. Back-channel logout, the Shared
-// Signals receiver and the audit log join this package later; they share
-// Config, the Store interface and the retention rule (how long an entry is
-// kept) defined here.
+// RevokeRemote, used by `oidcgate revoke`; the OpenID Connect Back-Channel
+// Logout 1.0 receiver (Backchannel, POST /oauth2/backchannel-logout) and
+// the Front-Channel Logout 1.0 receiver (Frontchannel, GET
+// /oauth2/frontchannel-logout) on the public listener. The Shared Signals
+// receiver and the audit log join this package later; they share Config,
+// the Store interface and the retention rule (how long an entry is kept)
+// defined here.
 //
-// Guarantees: a revocation is answered 201 only after Store.Revoke has
-// returned nil, which means it is durable; a failed write is answered 500,
-// never 2xx. Admin tokens are compared in constant time over SHA-256
+// Guarantees: a revocation is answered 2xx only after Store.Revoke has
+// returned nil, which means it is durable; a failed write is answered 500
+// (admin) or 503 (logout receivers), never 2xx. A back-channel logout
+// token is verified (introspect) and its jti recorded in the replay cache
+// before anything is revoked; an invalid or replayed one changes nothing. Admin tokens are compared in constant time over SHA-256
 // digests of every configured token.
 //
 // This package must never: import gateway (the two meet in the revocation
-// store); log, echo or record an admin token; log a revoked value in clear
-// (every value, whatever its kind, is logged as a SHA-256 prefix, so logs
-// never carry a jti or session id that could be replayed or correlated);
+// store); log, echo or record an admin token or a logout token; log a
+// revoked value in clear (every value, whatever its kind, is logged as a
+// SHA-256 prefix, so logs never carry a jti or session id that could be
+// replayed or correlated);
 // echo request input in error descriptions beyond a short, quoted field
 // name; or answer with a Go stack trace.
 package logout
