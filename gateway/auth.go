@@ -39,6 +39,8 @@ const (
 	challengeInsufficientScope = `Bearer realm="oidcgate", error="insufficient_scope", error_description="` + descInsufficientScope + `"`
 	bodyInsufficientScope      = `{"error":"insufficient_scope","error_description":"` + descInsufficientScope + `"}` + "\n"
 
+	bodyNoSession = `{"error":"login_required","error_description":"a browser session is required"}` + "\n"
+
 	bodyUnavailable = `{"error":"temporarily_unavailable","error_description":"the access token cannot be verified now; retry later"}` + "\n"
 )
 
@@ -54,6 +56,8 @@ const (
 	decUnavailable
 	decNoRoute
 	decUpstreamError
+	decLoginRedirect
+	decNoSession
 	numDecisions
 )
 
@@ -75,6 +79,10 @@ func (d decision) String() string {
 		return "no_route"
 	case decUpstreamError:
 		return "upstream_error"
+	case decLoginRedirect:
+		return "login_redirect"
+	case decNoSession:
+		return "no_session"
 	}
 	return "unknown"
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,9 +12,12 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -29,11 +33,12 @@ const (
 	// AuthNone proxies without authentication. Identity headers sent by the
 	// client are still removed.
 	AuthNone AuthMode = "none"
-	// AuthBrowser is reserved for browser sessions (a later issue);
-	// Validate refuses it until then.
+	// AuthBrowser requires a gateway session cookie: browser navigations
+	// without one are sent to the IdP (authorization code flow with PKCE),
+	// other requests get 401.
 	AuthBrowser AuthMode = "browser"
-	// AuthEither is reserved for "browser session or bearer token" (a later
-	// issue); Validate refuses it until then.
+	// AuthEither judges a request with an Authorization header as
+	// AuthBearer and any other as AuthBrowser.
 	AuthEither AuthMode = "either"
 )
 
@@ -59,11 +64,14 @@ type Route struct {
 	// RequiredScopes must all be in the token's scope claim, else 403
 	// insufficient_scope. Empty requires none. Only for bearer routes.
 	RequiredScopes []string `yaml:"required_scopes"`
-	// AppSessionCookies is reserved for sealed app cookies (a later issue);
-	// Validate refuses a non-empty list until then.
+	// AppSessionCookies names the upstream's own session cookies. The
+	// browser only ever holds them sealed to the gateway session; the
+	// upstream gets the real value only while that session lives. Only for
+	// browser and either routes. Nil seals none.
 	AppSessionCookies []string `yaml:"app_session_cookies"`
-	// AppLogoutURL is reserved for app logout calls (a later issue);
-	// Validate refuses a non-empty value until then.
+	// AppLogoutURL is called (POST, with the app's real cookies) when a
+	// session that used this route's app cookies is revoked. An absolute
+	// http(s) URL; needs AppSessionCookies. "" calls nothing.
 	AppLogoutURL string `yaml:"app_logout_url"`
 	// Headers maps an upstream header name to a claim name (e.g. X-User:
 	// sub). The value is (*introspect.Claims).Claim(name); a missing claim
@@ -79,30 +87,153 @@ type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (*introspect.Claims, error)
 }
 
+// IDTokenVerifier resolves an issuer's endpoints and verifies its ID
+// tokens (OIDC Core 3.1.3.7: signature with the issuer's registered alg,
+// iss, aud/azp against the issuer's client_id, exp, iat and nonce).
+// VerifyIDToken returns an error wrapping introspect.ErrInvalidToken for a
+// bad token; any other error means it could not decide. *introspect.Verifier
+// implements it.
+type IDTokenVerifier interface {
+	Endpoints(ctx context.Context, issuer string) (introspect.Endpoints, error)
+	VerifyIDToken(ctx context.Context, issuer, raw, nonce string) (*introspect.Claims, error)
+}
+
+// SessionStore is the revocation store as browser sessions need it:
+// IsRevoked on every request, Revoke for sign-out, and Subscribe to learn
+// of every revocation (on any replica) for app logout calls. Subscribe's fn
+// must not block; the returned func cancels the subscription. *cache.Store
+// implements it.
+type SessionStore interface {
+	IsRevoked(c *cache.Credential) bool
+	Revoke(ctx context.Context, e cache.Entry) (cache.Entry, error)
+	Subscribe(fn func(cache.Entry)) (cancel func())
+}
+
 // DefaultMaxAuthorizationBytes is the Authorization header limit used when
 // Config.MaxAuthorizationBytes is 0.
 const DefaultMaxAuthorizationBytes = 16 << 10
 
-// Config configures a Gateway. Routes comes from the YAML file; the other
-// fields are wired by the caller.
+// Defaults of the session settings.
+const (
+	DefaultCookieName    = "oidcgate_session"
+	DefaultSessionMaxAge = 24 * time.Hour
+	// MinSecretLen is the shortest session.secret accepted, in characters.
+	MinSecretLen = 32
+)
+
+// SessionConfig is the YAML `session` block: the gateway's browser
+// session cookie.
+type SessionConfig struct {
+	// CookieName names the session cookie ("" means DefaultCookieName); a
+	// large session is split into CookieName_0, CookieName_1, ... and login
+	// state cookies are named CookieName_login_*.
+	CookieName string `yaml:"cookie_name"`
+	// Secret (at least MinSecretLen characters) derives, with HKDF-SHA256,
+	// the AES-256-GCM keys that seal the session, login state and app
+	// cookies. Required when a route uses browser or either auth.
+	Secret introspect.Secret `yaml:"secret"`
+	// PreviousSecrets are retired secrets: cookies sealed with them still
+	// open, new cookies are sealed with Secret only. Nil means none.
+	PreviousSecrets []introspect.Secret `yaml:"previous_secrets"`
+	// MaxAge is a session's lifetime from login; 0 means
+	// DefaultSessionMaxAge.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Issuer is the configured issuer that logs browsers in. Required when a
+	// route uses browser or either auth.
+	Issuer string `yaml:"issuer"`
+	// PostLogoutRedirectURIs is the allow-list of where /oauth2/sign_out
+	// may send the browser after the IdP's logout; nil means
+	// [PublicURL + "/"]. The first entry is the default.
+	PostLogoutRedirectURIs []string `yaml:"post_logout_redirect_uris"`
+}
+
+// Login is the gateway's OAuth client at Session.Issuer, taken by the
+// caller from that issuer's entry of the YAML `issuers` list.
+type Login struct {
+	// Issuer is the issuer that logs browsers in; "" means Session.Issuer.
+	Issuer string
+	// ClientID is the gateway's client_id there. Required for browser
+	// routes.
+	ClientID string
+	// ClientSecret authenticates the code exchange (client_secret_basic,
+	// RFC 6749 §2.3.1). Required for browser routes.
+	ClientSecret introspect.Secret
+	// Scopes are requested at login; nil means [openid profile email].
+	// "openid" is added when missing.
+	Scopes []string
+}
+
+// AppLogoutConfig bounds the app logout calls. Zero fields mean the
+// documented defaults.
+type AppLogoutConfig struct {
+	// Workers calling app logout URLs; 0 means 4.
+	Workers int
+	// QueueSize bounds the calls and revocations waiting for a worker; 0
+	// means 1024. When full, a call is dropped (counted, logged).
+	QueueSize int
+	// Timeout of one attempt; 0 means 5s.
+	Timeout time.Duration
+	// MaxAttempts per call (network errors, 408, 429 and 5xx are retried);
+	// 0 means 4.
+	MaxAttempts int
+	// Backoff before the first retry, doubled for each next one (capped at
+	// 30s); 0 means 500ms.
+	Backoff time.Duration
+	// RegistrySize bounds the sessions remembered for app logout; 0 means
+	// 100000.
+	RegistrySize int
+	// DrainTimeout bounds how long Close waits for queued calls; 0 means
+	// 10s.
+	DrainTimeout time.Duration
+}
+
+// Config configures a Gateway. Routes, Session and PublicURL come from the
+// YAML file; the other fields are wired by the caller.
 type Config struct {
 	// Routes are the routes; none means every request gets 404.
 	Routes []Route
+	// PublicURL is the gateway's external origin (YAML `public_url`), e.g.
+	// "https://gw.example.com": an absolute http(s) URL without path, query
+	// or fragment. The OAuth redirect_uri is PublicURL + "/oauth2/callback";
+	// cookies are Secure when it is https. Required when a route uses
+	// browser or either auth.
+	PublicURL string
+	// Session is the YAML `session` block; unused without browser routes.
+	Session SessionConfig
+	// Login is the OAuth client for browser login.
+	Login Login
+	// ClockSkew (YAML `clock_skew`) is added to a revocation's time when
+	// judging whether a session was issued before it; 0 means none.
+	ClockSkew time.Duration
+	// AppLogout bounds app logout calls.
+	AppLogout AppLogoutConfig
 	// MaxAuthorizationBytes bounds the Authorization header; a longer one
 	// is refused (400 invalid_request) without being parsed. 0 means
 	// DefaultMaxAuthorizationBytes.
 	MaxAuthorizationBytes int
 	// Verifier verifies bearer tokens. New requires it when a route uses
-	// bearer auth (Validate does not, so that a config file can be checked
-	// on its own).
+	// bearer or either auth (Validate does not, so that a config file can
+	// be checked on its own).
 	Verifier TokenVerifier
+	// IDTokens resolves the login issuer's endpoints and verifies its ID
+	// tokens. New requires it when a route uses browser or either auth.
+	IDTokens IDTokenVerifier
+	// Sessions is the revocation store sessions are checked against. New
+	// requires it when a route uses browser or either auth.
+	Sessions SessionStore
+	// HTTPClient calls the token endpoint and app logout URLs. Nil means a
+	// client of this package with a 10s timeout that follows no redirects
+	// (never http.DefaultClient).
+	HTTPClient *http.Client
+	// Now is the clock of sessions and login state; nil means time.Now.
+	Now func() time.Time
 	// Transport carries proxied requests. Nil means a *http.Transport tuned
 	// for a proxy, shared by all routes: a large keep-alive pool, dial and
 	// TLS timeouts, HTTP/1.1 only (WebSocket upgrades need it), no
 	// transparent compression, and no HTTP_PROXY from the environment.
 	Transport http.RoundTripper
-	// Logger receives one debug line per denied request and upstream
-	// errors. Nil discards.
+	// Logger receives one debug line per denied request, upstream errors,
+	// logins and app logout outcomes. Nil discards.
 	Logger *slog.Logger
 	// Metrics registers the gateway's metrics. Nil means they are kept but
 	// not registered.
@@ -113,19 +244,29 @@ type Config struct {
 // (DESIGN.md: /oauth2/start, /oauth2/callback, ...).
 const reservedPrefix = "/oauth2"
 
-// Validate reports every problem of c's routes and limits at once, each
-// prefixed by its YAML path (e.g. "routes[1].upstream: not an absolute
-// URL"). It does no I/O and does not look at Verifier, Transport, Logger or
-// Metrics.
+// browserRoutes reports whether a route needs browser sessions.
+func (c Config) browserRoutes() bool {
+	return slices.ContainsFunc(c.Routes, func(r Route) bool { return r.Auth == AuthBrowser || r.Auth == AuthEither })
+}
+
+// Validate reports every problem of c at once, each prefixed by its YAML
+// path (e.g. "routes[1].upstream: not an absolute URL"). It does no I/O and
+// does not look at Verifier, IDTokens, Sessions, HTTPClient, Now,
+// Transport, Logger or Metrics.
 func (c Config) Validate() error {
 	var errs []error
 	if c.MaxAuthorizationBytes < 0 {
 		errs = append(errs, errors.New("max_authorization_bytes: must not be negative"))
 	}
+	if c.ClockSkew < 0 {
+		errs = append(errs, errors.New("clock_skew: must not be negative"))
+	}
+	errs = append(errs, c.validateSession()...)
+	cookieName := cmp.Or(c.Session.CookieName, DefaultCookieName)
 	seen := make(map[string]int, len(c.Routes))
 	for i, r := range c.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
-		errs = append(errs, r.validate(p)...)
+		errs = append(errs, r.validate(p, cookieName)...)
 		key := routeKey(r)
 		if j, dup := seen[key]; dup {
 			errs = append(errs, fmt.Errorf("%s: same host and path_prefix as routes[%d]", p, j))
@@ -133,10 +274,124 @@ func (c Config) Validate() error {
 		}
 		seen[key] = i
 	}
+	if pu, err := url.Parse(c.PublicURL); err == nil && pu.Host != "" {
+		for i, r := range c.Routes {
+			if (r.Auth == AuthBrowser || r.Auth == AuthEither) && r.Host != "" && normalHost(r.Host) != normalHost(pu.Hostname()) {
+				// The session cookie is host-only, set on public_url's host.
+				errs = append(errs, fmt.Errorf("routes[%d].host: a browser route must be on public_url's host", i))
+			}
+		}
+	}
+	a := c.AppLogout
+	for _, f := range []struct {
+		name string
+		neg  bool
+	}{
+		{"app_logout.workers", a.Workers < 0},
+		{"app_logout.queue_size", a.QueueSize < 0},
+		{"app_logout.timeout", a.Timeout < 0},
+		{"app_logout.max_attempts", a.MaxAttempts < 0},
+		{"app_logout.backoff", a.Backoff < 0},
+		{"app_logout.registry_size", a.RegistrySize < 0},
+		{"app_logout.drain_timeout", a.DrainTimeout < 0},
+	} {
+		if f.neg {
+			errs = append(errs, fmt.Errorf("%s: must not be negative", f.name))
+		}
+	}
 	return errors.Join(errs...)
 }
 
-func (r Route) validate(p string) []error {
+// validateSession checks public_url, session and login. Secrets, issuer,
+// client and public_url are required only when a route needs sessions.
+func (c Config) validateSession() []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf(field+": "+format, args...))
+	}
+	need := c.browserRoutes()
+	s := c.Session
+	switch {
+	case c.PublicURL == "" && need:
+		add("public_url", "required when a route uses browser or either auth")
+	case c.PublicURL != "":
+		if msg := checkPublicURL(c.PublicURL); msg != "" {
+			add("public_url", "%s", msg)
+		}
+	}
+	if s.CookieName != "" && (!validToken(s.CookieName) || len(s.CookieName) > 64) {
+		add("session.cookie_name", "not a valid cookie name (RFC 6265 §4.1.1 token, at most 64 bytes)")
+	}
+	switch {
+	case s.Secret == "" && need:
+		add("session.secret", "required when a route uses browser or either auth")
+	case s.Secret != "" && utf8.RuneCountInString(string(s.Secret)) < MinSecretLen:
+		add("session.secret", "shorter than %d characters", MinSecretLen)
+	}
+	for i, p := range s.PreviousSecrets {
+		if utf8.RuneCountInString(string(p)) < MinSecretLen {
+			add(fmt.Sprintf("session.previous_secrets[%d]", i), "shorter than %d characters", MinSecretLen)
+		}
+	}
+	if s.MaxAge < 0 {
+		add("session.max_age", "must not be negative")
+	}
+	if s.Issuer == "" && need {
+		add("session.issuer", "required when a route uses browser or either auth")
+	}
+	if c.Login.Issuer != "" && s.Issuer != "" && c.Login.Issuer != s.Issuer {
+		add("login.issuer", "must be session.issuer")
+	}
+	for i, u := range s.PostLogoutRedirectURIs {
+		if msg := checkAbsoluteURL(u); msg != "" {
+			add(fmt.Sprintf("session.post_logout_redirect_uris[%d]", i), "%s", msg)
+		}
+	}
+	if need && c.Login.ClientID == "" {
+		add("login.client_id", "required when a route uses browser or either auth")
+	}
+	if need && c.Login.ClientSecret == "" {
+		add("login.client_secret", "required when a route uses browser or either auth")
+	}
+	for i, sc := range c.Login.Scopes {
+		if !validScope(sc) {
+			add(fmt.Sprintf("login.scopes[%d]", i), "not a valid scope token (RFC 6749 §3.3)")
+		}
+	}
+	return errs
+}
+
+func checkPublicURL(s string) string {
+	if msg := checkAbsoluteURL(s); msg != "" {
+		return msg
+	}
+	u, _ := url.Parse(s)
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.ForceQuery {
+		return "must not have a path or query (the gateway's endpoints are at /oauth2)"
+	}
+	return ""
+}
+
+// checkAbsoluteURL accepts an absolute http(s) URL with a host, without
+// credentials or fragment.
+func checkAbsoluteURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		return "not an absolute URL"
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "scheme must be http or https"
+	}
+	if u.User != nil {
+		return "must not contain credentials"
+	}
+	if u.Fragment != "" {
+		return "must not have a fragment"
+	}
+	return ""
+}
+
+func (r Route) validate(p, sessionCookie string) []error {
 	var errs []error
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{p, field}, args...)...))
@@ -151,25 +406,40 @@ func (r Route) validate(p string) []error {
 		add("upstream", "%s", msg)
 	}
 	switch r.Auth {
-	case "", AuthBearer, AuthNone:
-	case AuthBrowser, AuthEither:
-		add("auth", "%s not supported yet", r.Auth)
+	case "", AuthBearer, AuthNone, AuthBrowser, AuthEither:
 	default:
-		add("auth", "unknown mode %q (want bearer or none)", r.Auth)
+		add("auth", "unknown mode %q (want bearer, browser, either or none)", r.Auth)
 	}
-	if r.Auth == AuthNone && len(r.RequiredScopes) > 0 {
-		add("required_scopes", "needs auth bearer")
+	if (r.Auth == AuthNone || r.Auth == AuthBrowser) && len(r.RequiredScopes) > 0 {
+		add("required_scopes", "needs auth bearer or either")
 	}
 	for j, s := range r.RequiredScopes {
 		if !validScope(s) {
 			add(fmt.Sprintf("required_scopes[%d]", j), "not a valid scope token (RFC 6749 §3.3)")
 		}
 	}
-	if len(r.AppSessionCookies) > 0 {
-		add("app_session_cookies", "not supported yet")
+	browser := r.Auth == AuthBrowser || r.Auth == AuthEither
+	if len(r.AppSessionCookies) > 0 && !browser {
+		add("app_session_cookies", "needs auth browser or either")
+	}
+	for j, name := range r.AppSessionCookies {
+		field := fmt.Sprintf("app_session_cookies[%d]", j)
+		switch {
+		case !validToken(name):
+			add(field, "not a valid cookie name (RFC 6265 §4.1.1 token)")
+		case ownCookie(name, sessionCookie):
+			add(field, "is a name of the gateway's own cookies")
+		case slices.Index(r.AppSessionCookies, name) < j:
+			add(field, "listed twice")
+		}
 	}
 	if r.AppLogoutURL != "" {
-		add("app_logout_url", "not supported yet")
+		if msg := checkAbsoluteURL(r.AppLogoutURL); msg != "" {
+			add("app_logout_url", "%s", msg)
+		}
+		if len(r.AppSessionCookies) == 0 {
+			add("app_logout_url", "needs app_session_cookies")
+		}
 	}
 	names := make([]string, 0, len(r.Headers))
 	for name := range r.Headers {
@@ -335,3 +605,8 @@ func gatewayOwned(folded string) bool {
 	}
 	return false
 }
+
+var (
+	_ IDTokenVerifier = (*introspect.Verifier)(nil)
+	_ SessionStore    = (*cache.Store)(nil)
+)

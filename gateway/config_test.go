@@ -3,6 +3,8 @@ package gateway
 import (
 	"strings"
 	"testing"
+
+	"github.com/oidcgate/oidcgate/introspect"
 )
 
 func TestValidate(t *testing.T) {
@@ -11,6 +13,18 @@ func TestValidate(t *testing.T) {
 		r := ok
 		f(&r)
 		return Config{Routes: []Route{r}}
+	}
+	// browser is a valid config with a browser route, changed by f.
+	browser := func(f func(c *Config)) Config {
+		c := Config{
+			PublicURL: "https://gw.example",
+			Session:   SessionConfig{Secret: testSecret, Issuer: "https://idp.example"},
+			Login:     Login{ClientID: "gw", ClientSecret: "s"},
+			Routes: []Route{{PathPrefix: "/app", Upstream: "http://app", Auth: AuthBrowser,
+				AppSessionCookies: []string{"JSESSIONID"}, AppLogoutURL: "http://app/logout"}},
+		}
+		f(&c)
+		return c
 	}
 	tests := []struct {
 		name string
@@ -55,21 +69,69 @@ func TestValidate(t *testing.T) {
 			[]string{"routes[0].upstream: must not contain credentials"}},
 		{"upstream query", with(func(r *Route) { r.Upstream = "http://app/?a=b" }),
 			[]string{"routes[0].upstream: must not have a query or fragment"}},
-		{"auth browser", with(func(r *Route) { r.Auth = AuthBrowser }),
-			[]string{"routes[0].auth: browser not supported yet"}},
-		{"auth either", with(func(r *Route) { r.Auth = AuthEither }),
-			[]string{"routes[0].auth: either not supported yet"}},
+		{"auth browser", with(func(r *Route) { r.Auth = AuthBrowser }), []string{
+			"public_url: required when a route uses browser or either auth",
+			"session.secret: required when a route uses browser or either auth",
+			"session.issuer: required when a route uses browser or either auth",
+			"login.client_id: required when a route uses browser or either auth",
+			"login.client_secret: required when a route uses browser or either auth",
+		}},
+		{"auth browser configured", browser(func(c *Config) {}), nil},
+		{"auth either configured", browser(func(c *Config) { c.Routes[0].Auth, c.Routes[0].RequiredScopes = AuthEither, []string{"read"} }), nil},
 		{"auth unknown", with(func(r *Route) { r.Auth = "Bearer" }),
-			[]string{`routes[0].auth: unknown mode "Bearer" (want bearer or none)`}},
+			[]string{`routes[0].auth: unknown mode "Bearer" (want bearer, browser, either or none)`}},
 		{"scopes on none", with(func(r *Route) { r.Auth, r.RequiredScopes = AuthNone, []string{"read"} }),
-			[]string{"routes[0].required_scopes: needs auth bearer"}},
+			[]string{"routes[0].required_scopes: needs auth bearer or either"}},
+		{"scopes on browser", browser(func(c *Config) { c.Routes[0].RequiredScopes = []string{"read"} }),
+			[]string{"routes[0].required_scopes: needs auth bearer or either"}},
 		{"bad scope", with(func(r *Route) { r.RequiredScopes = []string{"read", "a b", ""} }),
 			[]string{"routes[0].required_scopes[1]: not a valid scope token (RFC 6749 §3.3)",
 				"routes[0].required_scopes[2]: not a valid scope token (RFC 6749 §3.3)"}},
-		{"app cookies", with(func(r *Route) { r.AppSessionCookies = []string{"JSESSIONID"} }),
-			[]string{"routes[0].app_session_cookies: not supported yet"}},
-		{"app logout", with(func(r *Route) { r.AppLogoutURL = "http://app/logout" }),
-			[]string{"routes[0].app_logout_url: not supported yet"}},
+		{"app cookies on bearer", with(func(r *Route) { r.AppSessionCookies = []string{"JSESSIONID"} }),
+			[]string{"routes[0].app_session_cookies: needs auth browser or either"}},
+		{"app logout without cookies", browser(func(c *Config) { c.Routes[0].AppSessionCookies, c.Routes[0].AppLogoutURL = nil, "http://app/logout" }),
+			[]string{"routes[0].app_logout_url: needs app_session_cookies"}},
+		{"app cookie names", browser(func(c *Config) {
+			c.Session.CookieName = "gw"
+			c.Routes[0].AppSessionCookies = []string{"a b", "gw", "gw_1", "gw_login_x", "gw_x", "PHPSESSID", "PHPSESSID"}
+			c.Routes[0].AppLogoutURL = "ftp://app/logout"
+		}), []string{
+			"routes[0].app_session_cookies[0]: not a valid cookie name (RFC 6265 §4.1.1 token)",
+			"routes[0].app_session_cookies[1]: is a name of the gateway's own cookies",
+			"routes[0].app_session_cookies[2]: is a name of the gateway's own cookies",
+			"routes[0].app_session_cookies[3]: is a name of the gateway's own cookies",
+			"routes[0].app_session_cookies[6]: listed twice",
+			"routes[0].app_logout_url: scheme must be http or https",
+		}},
+		{"session settings", browser(func(c *Config) {
+			c.PublicURL = "https://gw.example/base"
+			c.ClockSkew = -1
+			c.Session = SessionConfig{
+				CookieName: "a;b", Secret: "short", PreviousSecrets: []introspect.Secret{"also short"},
+				MaxAge: -1, Issuer: "https://idp", PostLogoutRedirectURIs: []string{"/relative", "https://ok.example/"},
+			}
+			c.Login = Login{Issuer: "https://other", Scopes: []string{"openid", "a\\b"}}
+			c.AppLogout = AppLogoutConfig{Workers: -1, Timeout: -1}
+		}), []string{
+			"clock_skew: must not be negative",
+			"public_url: must not have a path or query (the gateway's endpoints are at /oauth2)",
+			"session.cookie_name: not a valid cookie name (RFC 6265 §4.1.1 token, at most 64 bytes)",
+			"session.secret: shorter than 32 characters",
+			"session.previous_secrets[0]: shorter than 32 characters",
+			"session.max_age: must not be negative",
+			"login.issuer: must be session.issuer",
+			"session.post_logout_redirect_uris[0]: not an absolute URL",
+			"login.client_id: required when a route uses browser or either auth",
+			"login.client_secret: required when a route uses browser or either auth",
+			"login.scopes[1]: not a valid scope token (RFC 6749 §3.3)",
+			"app_logout.workers: must not be negative",
+			"app_logout.timeout: must not be negative",
+		}},
+		{"browser route on another host", browser(func(c *Config) { c.Routes[0].Host = "app.example" }),
+			[]string{"routes[0].host: a browser route must be on public_url's host"}},
+		{"browser route on public_url's host", browser(func(c *Config) { c.Routes[0].Host = "GW.example." }), nil},
+		{"public url scheme", browser(func(c *Config) { c.PublicURL = "ftp://gw" }),
+			[]string{"public_url: scheme must be http or https"}},
 		{"headers", with(func(r *Route) {
 			r.Headers = map[string]string{
 				"X User": "sub", "Connection": "sub", "keep-alive": "sub", "Authorization": "sub",
@@ -104,9 +166,13 @@ func TestValidate(t *testing.T) {
 			{PathPrefix: "/api", Upstream: "http://other"},
 		}}, []string{
 			"max_authorization_bytes: must not be negative",
+			"public_url: required when a route uses browser or either auth",
+			"session.secret: required when a route uses browser or either auth",
+			"session.issuer: required when a route uses browser or either auth",
+			"login.client_id: required when a route uses browser or either auth",
+			"login.client_secret: required when a route uses browser or either auth",
 			`routes[0].path_prefix: must start with "/"`,
 			"routes[0].upstream: not an absolute URL",
-			"routes[0].auth: browser not supported yet",
 			"routes[2]: same host and path_prefix as routes[1]",
 		}},
 	}

@@ -1,7 +1,8 @@
 // Package gateway owns the public side of oidcgate: routing requests to
-// upstreams (gorilla/mux), authenticating them (RFC 6750 bearer tokens
-// today; browser sessions later), setting identity headers from verified
-// claims, and proxying with httputil.ReverseProxy.
+// upstreams (gorilla/mux), authenticating them (RFC 6750 bearer tokens and
+// browser sessions), setting identity headers from verified claims,
+// sealing the upstreams' own session cookies, calling app logout URLs, and
+// proxying with httputil.ReverseProxy.
 //
 // What reaches an upstream: the request with its path cleaned (mux answers
 // a non-canonical path with a redirect to the clean one, so "/open/../x",
@@ -11,11 +12,36 @@
 // Authorization header unchanged, the Host header set to the upstream's
 // host, and the configured identity headers set from the verified claims.
 // Every configured identity header name (of any route) sent by the client
-// is removed first, on every route, also on auth "none" routes.
+// is removed first, on every route, also on auth "none" routes. The
+// gateway's own cookies (session, chunks, login state) never reach an
+// upstream.
+//
+// Browser sessions (routes with auth browser or either): /oauth2/start,
+// /oauth2/callback and /oauth2/sign_out run the OIDC authorization code
+// flow with PKCE (S256), state and nonce, and RP-initiated logout. A
+// session is a stateless cookie sealed with AES-256-GCM under a key
+// derived (HKDF-SHA256) from session.secret; retired secrets still open
+// cookies. Every request opens it and checks it against the revocation
+// store (session id, iss+sid, iss+sub issued before).
+//
+// Sealed app cookies: the Set-Cookie fields of a route's
+// app_session_cookies are replaced by values sealed to the gateway session
+// id and the cookie name; the real value goes back to the upstream only
+// while that session lives. When a session is revoked, its app cookies
+// are stripped and expired, and the route's app_logout_url is called with
+// the real cookies. The gateway learns a session's real app cookies from
+// an in-memory, bounded registry (per replica, updated when it seals or
+// opens them) and from revoked sessions' cookies arriving in requests (the
+// lazy path). A restarted replica has forgotten its registry: for the
+// sessions it saw before, only the lazy path (or another replica that saw
+// them) calls app logout.
 //
 // This package must never proxy a request whose route needs auth without
-// a verdict from the verifier, never let a verifier failure through (it
-// answers 503, fail closed), never log a token (only a SHA-256 prefix), never
-// accept a token from the query string or a form body, and never import
-// package logout: the two meet in the revocation store.
+// a verdict from the verifier or the revocation store, never let a
+// verifier failure through (it answers 503, fail closed), never log a
+// token, cookie value or secret (only a SHA-256 prefix), never accept a
+// token from the query string or a form body, never send an app's real
+// cookie value to a browser, never redirect to a return path that is not
+// a same-origin relative path, and never import package logout: the two
+// meet in the revocation store.
 package gateway

@@ -29,6 +29,22 @@ type Gateway struct {
 	maxAuth  int
 	log      *slog.Logger
 	noRoute  *routeMetrics
+	now      func() time.Time
+	routes   []*route
+
+	// Browser sessions; cookies is nil when no route uses them.
+	cookies     *sessionCookies
+	loginSeal   *sealer
+	appSeal     *sealer
+	idTokens    IDTokenVerifier
+	sessions    SessionStore
+	login       Login
+	redirectURI string
+	postLogout  []string // [0] is the default
+	maxAge      time.Duration
+	skew        time.Duration
+	client      *http.Client
+	appLogout   *appLogout // nil when no route has an app_logout_url
 }
 
 // route is one configured route, resolved at New: nothing here is built
@@ -45,6 +61,9 @@ type route struct {
 	strip    []string // folded names of every route's identity headers
 	proxy    *httputil.ReverseProxy
 	metrics  *routeMetrics
+	// appNames are the sealed app cookies; logoutURL the app's logout.
+	appNames  []string
+	logoutURL string
 }
 
 type identityHeader struct {
@@ -56,8 +75,10 @@ type identityHeader struct {
 // ReverseProxy hooks (Rewrite and ErrorHandler), which see only the
 // request.
 type proxyState struct {
-	claims *introspect.Claims
-	failed bool
+	claims  *introspect.Claims
+	session *session // nil on bearer and none requests
+	cookies cookieResult
+	failed  bool
 }
 
 type stateKey struct{}
@@ -66,27 +87,45 @@ var _ http.Handler = (*Gateway)(nil)
 
 // New validates cfg, applies defaults and builds the router and one
 // ReverseProxy per route. It requires cfg.Verifier when a route uses bearer
-// auth. It starts nothing and does no network I/O.
+// or either auth, and cfg.IDTokens and cfg.Sessions when a route uses
+// browser or either auth. It does no network I/O. Its only side effects:
+// when a route has an app_logout_url, it subscribes to cfg.Sessions and
+// starts the app logout workers, which Close stops.
 func New(cfg Config) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	needsVerifier := slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.Auth != AuthNone })
+	needsVerifier := slices.ContainsFunc(cfg.Routes, func(r Route) bool {
+		return r.Auth == "" || r.Auth == AuthBearer || r.Auth == AuthEither
+	})
 	if needsVerifier && cfg.Verifier == nil {
 		return nil, errors.New("gateway: verifier: required when a route uses bearer auth")
+	}
+	browser := cfg.browserRoutes()
+	if browser && (cfg.IDTokens == nil || cfg.Sessions == nil) {
+		return nil, errors.New("gateway: id tokens and sessions: required when a route uses browser auth")
 	}
 	g := &Gateway{
 		router:   mux.NewRouter(),
 		verifier: cfg.Verifier,
 		maxAuth:  cmp.Or(cfg.MaxAuthorizationBytes, DefaultMaxAuthorizationBytes),
 		log:      cfg.Logger,
+		now:      cfg.Now,
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
+	if g.now == nil {
+		g.now = time.Now
+	}
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, err
+	}
+	if browser {
+		if err := g.setupSessions(cfg); err != nil {
+			return nil, err
+		}
 	}
 	transport := cfg.Transport
 	if transport == nil {
@@ -108,6 +147,7 @@ func New(cfg Config) (*Gateway, error) {
 	for i, r := range cfg.Routes {
 		routes[i] = g.newRoute(r, strip, transport, buffers, m)
 	}
+	g.routes = routes
 	// Most specific first: host routes before host-less ones, then longer
 	// prefixes; SortStableFunc keeps config order for ties.
 	slices.SortStableFunc(routes, func(a, b *route) int {
@@ -123,13 +163,77 @@ func New(cfg Config) (*Gateway, error) {
 	g.noRoute = m.route("none")
 	notFound := http.HandlerFunc(g.notFound)
 	g.router.NotFoundHandler = notFound
+	if browser {
+		g.router.Path(pathStart).HandlerFunc(g.start)
+		g.router.Path(pathCallback).HandlerFunc(g.callback)
+		g.router.Path(pathSignOut).HandlerFunc(g.signOut)
+	}
 	g.router.MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool {
 		return matchPrefix(r.URL.Path, reservedPrefix) || ambiguousPath(r.URL.Path)
 	}).Handler(notFound)
 	for _, rt := range routes {
 		g.router.MatcherFunc(rt.match).Handler(rt)
 	}
+	if slices.ContainsFunc(routes, func(rt *route) bool { return rt.logoutURL != "" }) {
+		g.appLogout = newAppLogout(cfg.AppLogout, g.client, g.log, g.now, g.skew, m)
+		g.appLogout.start(cfg.Sessions)
+	}
 	return g, nil
+}
+
+// setupSessions derives the cookie keys and resolves the session settings.
+func (g *Gateway) setupSessions(cfg Config) error {
+	secrets := append([]introspect.Secret{cfg.Session.Secret}, cfg.Session.PreviousSecrets...)
+	var err error
+	g.cookies = &sessionCookies{
+		name:   cmp.Or(cfg.Session.CookieName, DefaultCookieName),
+		secure: strings.HasPrefix(cfg.PublicURL, "https:"),
+	}
+	if g.cookies.seal, err = newSealer(purposeSession, secrets); err != nil {
+		return err
+	}
+	if g.loginSeal, err = newSealer(purposeLogin, secrets); err != nil {
+		return err
+	}
+	if g.appSeal, err = newSealer(purposeApp, secrets); err != nil {
+		return err
+	}
+	g.idTokens, g.sessions = cfg.IDTokens, cfg.Sessions
+	g.login = cfg.Login
+	g.login.Issuer = cmp.Or(g.login.Issuer, cfg.Session.Issuer)
+	if g.login.Scopes == nil {
+		g.login.Scopes = []string{"openid", "profile", "email"}
+	}
+	if !slices.Contains(g.login.Scopes, "openid") {
+		// OIDC Core 3.1.2.1: "openid" MUST be present.
+		g.login.Scopes = append([]string{"openid"}, g.login.Scopes...)
+	}
+	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	g.redirectURI = base + pathCallback
+	g.postLogout = cfg.Session.PostLogoutRedirectURIs
+	if len(g.postLogout) == 0 {
+		g.postLogout = []string{base + "/"}
+	}
+	g.maxAge = cmp.Or(cfg.Session.MaxAge, DefaultSessionMaxAge)
+	g.skew = cfg.ClockSkew
+	g.client = cfg.HTTPClient
+	if g.client == nil {
+		g.client = &http.Client{
+			Timeout:       10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			Transport:     newTransport(),
+		}
+	}
+	return nil
+}
+
+// Close stops the app logout workers: queued calls get up to
+// AppLogoutConfig.DrainTimeout, then running ones are canceled. It is
+// idempotent and safe on a Gateway without app logout.
+func (g *Gateway) Close() {
+	if g.appLogout != nil {
+		g.appLogout.close()
+	}
 }
 
 func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper, buffers httputil.BufferPool, m *metrics) *route {
@@ -141,6 +245,9 @@ func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper,
 		auth:   cmp.Or(r.Auth, AuthBearer),
 		scopes: slices.Clone(r.RequiredScopes),
 		strip:  strip,
+
+		appNames:  slices.Clone(r.AppSessionCookies),
+		logoutURL: r.AppLogoutURL,
 	}
 	rt.label = rt.host + rt.prefix
 	rt.metrics = m.route(rt.label)
@@ -159,10 +266,17 @@ func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper,
 			// in Host and the client's in X-Forwarded-Host.
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
+			rt.setCookies(pr)
 			rt.setIdentity(pr)
 		},
-		Transport:    transport,
-		BufferPool:   buffers,
+		Transport:  transport,
+		BufferPool: buffers,
+		ModifyResponse: func(res *http.Response) error {
+			if g.cookies == nil {
+				return nil
+			}
+			return rt.sealSetCookies(res)
+		},
 		ErrorHandler: rt.upstreamError,
 		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
@@ -216,7 +330,16 @@ func (rt *route) match(r *http.Request, _ *mux.RouteMatch) bool {
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &proxyState{}
-	if rt.auth == AuthBearer {
+	auth := rt.auth
+	if auth == AuthEither {
+		// An Authorization header means an API client: judged as bearer.
+		auth = AuthBrowser
+		if len(r.Header["Authorization"]) > 0 {
+			auth = AuthBearer
+		}
+	}
+	switch auth {
+	case AuthBearer:
 		claims, d, token := rt.g.authenticate(r, rt.scopes)
 		if d != decAllowed {
 			rt.deny(w, d)
@@ -225,6 +348,18 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		st.claims = claims
+		st.cookies = rt.inspectCookies(r.Header, "", false)
+	case AuthBrowser:
+		s, d := rt.g.authenticateSession(w, r, rt, st)
+		if d != decAllowed {
+			rt.metrics.done(d, start)
+			rt.g.logDenied(r.Context(), rt.label, d, "")
+			return
+		}
+		st.session = s
+		st.claims = s.claims()
+	default:
+		st.cookies = rt.inspectCookies(r.Header, "", false)
 	}
 	// Deferred: ReverseProxy panics with http.ErrAbortHandler when the
 	// response copy fails, and such a request still counts.
@@ -235,7 +370,91 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rt.metrics.done(d, start)
 	}()
+	if len(rt.appNames) > 0 {
+		w = interimFilter{w}
+	}
 	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// interimFilter drops Set-Cookie from 1xx responses (103 Early Hints),
+// which ReverseProxy forwards without ModifyResponse: an app cookie there
+// would reach the browser unsealed. Unwrap keeps flushing and hijacking
+// (WebSocket) working through http.ResponseController.
+type interimFilter struct{ http.ResponseWriter }
+
+func (f interimFilter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		f.Header().Del("Set-Cookie")
+	}
+	f.ResponseWriter.WriteHeader(code)
+}
+
+func (f interimFilter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// authenticateSession opens and checks r's session and rewrites its
+// cookies for rt. Without a live session it answers r itself: a redirect
+// to the IdP for a navigation, else 401; a revoked session's app cookies
+// trigger its app logout (the lazy path).
+func (g *Gateway) authenticateSession(w http.ResponseWriter, r *http.Request, rt *route, st *proxyState) (*session, decision) {
+	raw, present := g.cookies.read(r.Header)
+	var s session
+	live, opened := false, false
+	if present {
+		s, opened = g.cookies.open(raw, false)
+		if opened && s.ExpiresAt.After(g.now()) {
+			cred := s.credential()
+			live = !g.sessions.IsRevoked(&cred)
+		}
+	}
+	id := ""
+	if opened {
+		id = s.ID
+	}
+	st.cookies = rt.inspectCookies(r.Header, id, live)
+	if live {
+		if g.appLogout != nil && rt.logoutURL != "" && len(st.cookies.real) > 0 {
+			g.appLogout.observe(&s, rt, st.cookies.real)
+		}
+		return &s, decAllowed
+	}
+	if opened && g.appLogout != nil && s.ExpiresAt.After(g.now()) {
+		// Opened and unexpired but not live: revoked.
+		g.appLogout.once(&s, rt, st.cookies.real)
+	}
+	for _, name := range st.cookies.expire {
+		rt.addExpiry(w.Header(), name)
+	}
+	if present {
+		g.cookies.clear(w, r)
+	}
+	if isNavigation(r) {
+		g.redirectToLogin(w, r, safeReturnPath(r.URL.RequestURI()))
+		return nil, decLoginRedirect
+	}
+	h := w.Header()
+	if rt.auth == AuthEither {
+		// RFC 6750 §3.1: no error code for a request without credentials.
+		h.Set("WWW-Authenticate", challengeNoToken)
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = io.WriteString(w, bodyNoSession)
+	return nil, decNoSession
+}
+
+// setCookies puts the Cookie field inspectCookies made.
+func (rt *route) setCookies(pr *httputil.ProxyRequest) {
+	st, _ := pr.In.Context().Value(stateKey{}).(*proxyState)
+	if st == nil || !st.cookies.changed {
+		return
+	}
+	if st.cookies.header == "" {
+		pr.Out.Header.Del("Cookie")
+		return
+	}
+	pr.Out.Header["Cookie"] = []string{st.cookies.header}
 }
 
 // setIdentity removes every client-sent identity header, then sets this

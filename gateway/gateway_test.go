@@ -717,6 +717,17 @@ func TestNew(t *testing.T) {
 		{"none needs no verifier", Config{Routes: []Route{{Upstream: "http://app", Auth: AuthNone}}}, ""},
 		{"invalid config", Config{Routes: []Route{{Upstream: "app"}}, Verifier: idp.v}, "routes[0].upstream: not an absolute URL"},
 		{"no routes", Config{}, ""},
+		{"browser without id tokens and sessions", Config{
+			PublicURL: "https://gw.example", Session: SessionConfig{Secret: testSecret, Issuer: "https://idp.example"},
+			Login:  Login{ClientID: "gw", ClientSecret: "s"},
+			Routes: []Route{{Upstream: "http://app", Auth: AuthBrowser}},
+		}, "gateway: id tokens and sessions: required when a route uses browser auth"},
+		{"either without verifier", Config{
+			PublicURL: "https://gw.example", Session: SessionConfig{Secret: testSecret, Issuer: "https://idp.example"},
+			Login:    Login{ClientID: "gw", ClientSecret: "s"},
+			Routes:   []Route{{Upstream: "http://app", Auth: AuthEither}},
+			IDTokens: idp.v, Sessions: idp.store,
+		}, "gateway: verifier: required when a route uses bearer auth"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,8 +11,9 @@ import (
 // host and path prefix as matched ("/v1", "api.example.com/v1"), or "none"
 // when no route matched: bounded by the config, never the request path.
 type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	appLogout *prometheus.CounterVec
 }
 
 // routeMetrics are one route's label children, resolved at New so that a
@@ -34,11 +35,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5,
 				1, 2.5, 5, 10, 30},
 		}, []string{"route"}),
+		appLogout: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oidcgate_app_logout_total",
+			Help: "App logout calls by outcome (ok, rejected, failed, dropped).",
+		}, []string{"outcome"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.appLogout} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: metrics: %w", err)
 		}
