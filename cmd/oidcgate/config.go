@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/oidcgate/oidcgate/cache"
 
 	"github.com/oidcgate/oidcgate/gateway"
 	"github.com/oidcgate/oidcgate/introspect"
@@ -35,42 +38,74 @@ const (
 // section is the owning package's own Config type, so a key is declared
 // once, where it is used.
 type Config struct {
-	Listen         string              `yaml:"listen"`
-	InternalListen string              `yaml:"internal_listen"`
-	PublicURL      string              `yaml:"public_url"`
-	DataDir        string              `yaml:"data_dir"`
-	Issuers        []introspect.Issuer `yaml:"issuers"`
-	ClockSkew      *time.Duration      `yaml:"clock_skew"`
-	Store          StoreConfig         `yaml:"store"`
-	Session        SessionConfig       `yaml:"session"`
-	Routes         []gateway.Route     `yaml:"routes"`
-	Admin          logout.AdminConfig  `yaml:"admin"`
+	Listen         string                `yaml:"listen"`
+	InternalListen string                `yaml:"internal_listen"`
+	PublicURL      string                `yaml:"public_url"`
+	DataDir        string                `yaml:"data_dir"`
+	Issuers        []introspect.Issuer   `yaml:"issuers"`
+	ClockSkew      *time.Duration        `yaml:"clock_skew"`
+	Store          StoreConfig           `yaml:"store"`
+	Session        gateway.SessionConfig `yaml:"session"`
+	Routes         []gateway.Route       `yaml:"routes"`
+	Admin          logout.AdminConfig    `yaml:"admin"`
+	// IntrospectionClients may call /introspect and /revoke on the
+	// internal listener; none means nobody may.
+	IntrospectionClients []introspect.Client `yaml:"introspection_clients"`
 }
 
 // StoreConfig selects the revocation store backend.
 type StoreConfig struct {
-	// Backend is "memory" (the default: in-process, persisted to data_dir).
-	// "redis" comes with the shared-store issue and is refused until then.
+	// Backend is "memory" (the default: in-process, persisted to data_dir)
+	// or "redis" (shared by every replica through Redis, mirrored in
+	// data_dir; the other keys apply only to it).
 	Backend string `yaml:"backend"`
+	// Redis says how to reach Redis: `addr`, or `addrs` for Sentinel or
+	// Cluster, and `username`, `password`, `db`, `tls`, `master_name`,
+	// `cluster`, `key_prefix`, `stream_max_len`, `timeout`.
+	Redis cache.RedisOptions `yaml:"redis"`
+	// OnUnavailable is fail_open (the default) or fail_closed: what the
+	// replica does once cut off from Redis for longer than MaxStaleness.
+	OnUnavailable cache.Unavailable `yaml:"on_unavailable"`
+	// MaxStaleness is how long a replica may be out of sync; 0 means 30s.
+	MaxStaleness time.Duration `yaml:"max_staleness"`
 }
 
-// SessionConfig holds the browser-session settings. Browser routes come
-// with the back-channel logout issue; today only max_age is used (it bounds
-// how long an admin revocation of kind session is kept).
-type SessionConfig struct {
-	CookieName      string              `yaml:"cookie_name"`
-	Secret          introspect.Secret   `yaml:"secret"`
-	PreviousSecrets []introspect.Secret `yaml:"previous_secrets"`
-	MaxAge          time.Duration       `yaml:"max_age"`
+// redisConfig is the cache configuration of the redis backend, the mirror
+// in dataDir.
+func (c StoreConfig) redisConfig(dataDir string) cache.RedisConfig {
+	return cache.RedisConfig{
+		Redis:         c.Redis,
+		Local:         cache.Config{Path: filepath.Join(dataDir, storeFile)},
+		OnUnavailable: c.OnUnavailable,
+		MaxStaleness:  c.MaxStaleness,
+	}
+}
+
+// validate reports the store section's problems, YAML paths relative to
+// the file.
+func (c StoreConfig) validate(dataDir string) []error {
+	switch c.Backend {
+	case "memory":
+		var errs []error
+		if c.Redis.Addr != "" || len(c.Redis.Addrs) > 0 {
+			errs = append(errs, errors.New("store.redis: only used with backend: redis"))
+		}
+		if c.OnUnavailable != "" || c.MaxStaleness != 0 {
+			errs = append(errs, errors.New("store.on_unavailable: only used with backend: redis (as is max_staleness)"))
+		}
+		return errs
+	case "redis":
+		return prefixed("store", c.redisConfig(dataDir).Validate())
+	}
+	return []error{fmt.Errorf("store.backend: %q is not one of memory, redis", c.Backend)}
 }
 
 // laterKeys are contract keys whose features have not landed yet. Naming
 // them gives a clearer error than "unknown key", and refusing them is safer
 // than accepting a setting that would do nothing.
 var laterKeys = map[string]string{
-	"introspection_clients": "the /introspect and /revoke endpoints",
-	"ssf":                   "the Shared Signals receiver",
-	"audit":                 "the audit log",
+	"ssf":   "the Shared Signals receiver",
+	"audit": "the audit log",
 }
 
 // loadConfig reads, expands and decodes path, then validates the result.
@@ -124,7 +159,9 @@ func parseConfig(data []byte, lookupEnv func(string) (string, bool)) (*Config, e
 		return nil, errors.Join(append(errs, fmt.Errorf("config: %w", err))...)
 	}
 	cfg.applyDefaults()
-	errs = append(errs, prefixed("", cfg.Validate())...)
+	for _, err := range prefixed("", cfg.Validate()) {
+		errs = append(errs, withLine(doc, err, "store."))
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -207,6 +244,55 @@ func expandEnv(n *yaml.Node, path string, lookupEnv func(string) (string, bool))
 	return errs
 }
 
+// withLine appends the line of the YAML node an error's path names, for
+// errors whose path starts with prefix; others are returned as they are.
+func withLine(doc *yaml.Node, err error, prefix string) error {
+	path, _, ok := strings.Cut(err.Error(), ": ")
+	if !ok || !strings.HasPrefix(path, prefix) {
+		return err
+	}
+	if line := lineAt(doc, path); line > 0 {
+		return fmt.Errorf("%w (line %d)", err, line)
+	}
+	return err
+}
+
+var (
+	pathPart  = regexp.MustCompile(`^([^.\[]+)((?:\[\d+\])*)$`)
+	indexPart = regexp.MustCompile(`\d+`)
+)
+
+// lineAt returns the line of the key (or list item) a YAML path such as
+// store.redis.addrs[1] names, or 0.
+func lineAt(n *yaml.Node, path string) int {
+	line := 0
+	for _, part := range strings.Split(path, ".") {
+		m := pathPart.FindStringSubmatch(part)
+		if m == nil || n.Kind != yaml.MappingNode {
+			return 0
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == m[1] {
+				next, line = n.Content[i+1], n.Content[i].Line
+			}
+		}
+		if next == nil {
+			return 0
+		}
+		n = next
+		for _, idx := range indexPart.FindAllString(m[2], -1) {
+			i, _ := strconv.Atoi(idx)
+			if n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+				return 0
+			}
+			n = n.Content[i]
+			line = n.Line
+		}
+	}
+	return line
+}
+
 func join(path, key string) string {
 	if path == "" {
 		return key
@@ -230,6 +316,18 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Session.MaxAge == 0 {
 		c.Session.MaxAge = defaultSessionMaxAge
+	}
+	if c.Session.Issuer == "" {
+		// The one issuer the gateway has a client at logs browsers in.
+		var withClient []string
+		for _, is := range c.Issuers {
+			if is.ClientID != "" {
+				withClient = append(withClient, is.Issuer)
+			}
+		}
+		if len(withClient) == 1 {
+			c.Session.Issuer = withClient[0]
+		}
 	}
 	for i := range c.Issuers {
 		c.Issuers[i] = c.Issuers[i].WithDefaults()
@@ -257,52 +355,51 @@ func (c *Config) Validate() error {
 	if c.Listen == c.InternalListen {
 		errs = append(errs, errors.New("internal_listen: must differ from listen (the admin API must never share the public listener)"))
 	}
-	if c.PublicURL != "" {
-		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			errs = append(errs, errors.New("public_url: not an absolute http(s) URL"))
-		}
-	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: required (the revocation store persists there)"))
 	}
 	if c.ClockSkew != nil && (*c.ClockSkew < 0 || *c.ClockSkew > maxClockSkew) {
 		errs = append(errs, fmt.Errorf("clock_skew: must be between 0 and %s", maxClockSkew))
 	}
-	switch c.Store.Backend {
-	case "memory":
-	case "redis":
-		errs = append(errs, errors.New("store.backend: redis is not supported yet (the shared-store issue has not landed)"))
-	default:
-		errs = append(errs, fmt.Errorf("store.backend: %q is not one of memory, redis", c.Store.Backend))
-	}
-	if c.Session.Secret != "" && len(c.Session.Secret) < 32 {
-		errs = append(errs, errors.New("session.secret: shorter than 32 characters"))
-	}
-	for i, s := range c.Session.PreviousSecrets {
-		if len(s) < 32 {
-			errs = append(errs, fmt.Errorf("session.previous_secrets[%d]: shorter than 32 characters", i))
-		}
-	}
-	if c.Session.MaxAge < 0 {
-		errs = append(errs, errors.New("session.max_age: must not be negative"))
-	}
-	if len(c.Issuers) == 0 {
-		errs = append(errs, errors.New("issuers: at least one issuer is required"))
-	}
-	seen := map[string]int{}
-	for i, iss := range c.Issuers {
-		add(fmt.Sprintf("issuers[%d]", i), iss.Validate())
-		if j, dup := seen[iss.Issuer]; dup && iss.Issuer != "" {
-			errs = append(errs, fmt.Errorf("issuers[%d].issuer: duplicate of issuers[%d]", i, j))
-		}
-		seen[iss.Issuer] = i
-	}
+	errs = append(errs, c.Store.validate(c.DataDir)...)
+	add("", introspect.ValidateIssuers(c.Issuers))
 	if len(c.Routes) == 0 {
 		errs = append(errs, errors.New("routes: at least one route is required"))
 	}
-	add("", gateway.Config{Routes: c.Routes}.Validate())
+	login, at := c.login()
+	if c.Session.Issuer != "" && at < 0 {
+		errs = append(errs, fmt.Errorf("session.issuer: %q is not one of the configured issuers", c.Session.Issuer))
+	}
+	gw := gateway.Config{Routes: c.Routes, PublicURL: c.PublicURL, Session: c.Session, Login: login}
+	if c.ClockSkew != nil {
+		gw.ClockSkew = *c.ClockSkew
+	}
+	for _, err := range prefixed("", gw.Validate()) {
+		// The login client is the session issuer's client_id and secret.
+		msg := err.Error()
+		if at >= 0 && strings.HasPrefix(msg, "login.client_") {
+			err = fmt.Errorf("issuers[%d].%s (session.issuer logs browsers in with it)", at, strings.TrimPrefix(msg, "login."))
+		}
+		if at < 0 && strings.HasPrefix(msg, "login.") {
+			continue
+		}
+		errs = append(errs, err)
+	}
 	add("admin", c.Admin.Validate())
+	add("", introspect.ServerConfig{Clients: c.IntrospectionClients}.Validate())
 	return errors.Join(errs...)
+}
+
+// login is the OAuth client that logs browsers in: session.issuer's
+// client_id and secret, and that issuer's index (-1 if it is not
+// configured).
+func (c *Config) login() (gateway.Login, int) {
+	for i, is := range c.Issuers {
+		if is.Issuer == c.Session.Issuer && is.Issuer != "" {
+			return gateway.Login{Issuer: is.Issuer, ClientID: is.ClientID, ClientSecret: is.ClientSecret}, i
+		}
+	}
+	return gateway.Login{}, -1
 }
 
 // prefixed splits a joined error into its parts and puts prefix in front

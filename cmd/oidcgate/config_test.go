@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/gateway"
 )
 
@@ -174,12 +175,21 @@ func TestParseConfigUnknownKeys(t *testing.T) {
 }
 
 func TestParseConfigLaterKeys(t *testing.T) {
-	for _, key := range []string{"ssf", "audit", "introspection_clients"} {
+	for _, key := range []string{"ssf", "audit"} {
 		t.Run(key, func(t *testing.T) {
 			_, err := parseConfig([]byte(configText(key+": {}\n", "", "")), envOf(defaultEnv))
 			wantLines(t, err, key+": not supported yet")
 		})
 	}
+}
+
+func TestParseConfigIntrospectionClients(t *testing.T) {
+	text := configText("introspection_clients:\n  - {client_id: app, client_secret: short}\n  - client_id: app\n    client_secret: ${APP_SECRET}\n", "", "")
+	_, err := parseConfig([]byte(text), envOf(map[string]string{"ADMIN_TOKEN": defaultEnv["ADMIN_TOKEN"], "APP_SECRET": "0123456789abcdef"}))
+	wantLines(t, err,
+		"introspection_clients[0].client_secret: at least 16 characters",
+		"introspection_clients[1].client_id: duplicate of introspection_clients[0]",
+	)
 }
 
 func TestParseConfigAllProblemsAtOnce(t *testing.T) {
@@ -289,9 +299,34 @@ func TestParseConfigValidate(t *testing.T) {
 			[]string{"internal_listen: must differ from listen"}},
 		{"listen without port", strings.Replace(base, "listen: 127.0.0.1:8080", "listen: 8080", 1),
 			[]string{"listen: not a host:port address"}},
-		{"redis not yet", base + "store:\n  backend: redis\n", []string{"store.backend: redis is not supported yet"}},
+		{"redis without addr", base + "store:\n  backend: redis\n", []string{"store.redis.addr: required"}},
+		{"redis addr and addrs", base + "store:\n  backend: redis\n  redis:\n    addr: r:6379\n    addrs: [a:1, b:2]\n",
+			[]string{"store.redis.addrs: give addr or addrs, not both (line 19)"}},
+		{"redis problems with paths and lines", base + `store:
+  backend: redis
+  redis:
+    addrs: [a:1, nope]
+    db: -1
+    key_prefix: "a{b}"
+    stream_max_len: -5
+    timeout: -1s
+  on_unavailable: maybe
+  max_staleness: -1s
+`, []string{
+			"store.redis.addrs[1]: not a host:port address (line 18)",
+			"store.redis.db: must not be negative (line 19)",
+			"store.redis.key_prefix: must not contain braces, glob characters or spaces (line 20)",
+			"store.redis.stream_max_len: must not be negative (line 21)",
+			"store.redis.timeout: must not be negative (line 22)",
+			`store.on_unavailable: "maybe" is not one of fail_open, fail_closed (line 23)`,
+			"store.max_staleness: must not be negative (line 24)",
+		}},
+		{"redis keys with backend memory", base + "store:\n  redis:\n    addr: r:6379\n  on_unavailable: fail_closed\n",
+			[]string{"store.redis: only used with backend: redis (line 16)", "store.on_unavailable: only used with backend: redis"}},
+		{"redis unknown key", base + "store:\n  backend: redis\n  redis:\n    addr: r:6379\n    adress: x\n",
+			[]string{"store.redis.adress: unknown key (line 19)"}},
 		{"unknown backend", base + "store:\n  backend: etcd\n", []string{`store.backend: "etcd" is not one of memory, redis`}},
-		{"public_url not absolute", base + "public_url: /x\n", []string{"public_url: not an absolute http(s) URL"}},
+		{"public_url not absolute", base + "public_url: /x\n", []string{"public_url: not an absolute URL"}},
 		{"short session secret", base + "session:\n  secret: short\n", []string{"session.secret: shorter than 32 characters"}},
 		{"duplicate issuer", strings.Replace(base, "routes:", `  - issuer: https://idp.example.com
     audiences: [api]
@@ -311,6 +346,54 @@ admin:
 			_, err := parseConfig([]byte(tc.text), envOf(defaultEnv))
 			wantLines(t, err, tc.want...)
 		})
+	}
+}
+
+func TestParseConfigRedis(t *testing.T) {
+	text := configText(`store:
+  backend: redis
+  redis:
+    addr: redis.internal:6380
+    username: oidcgate
+    password: ${REDIS_PASSWORD}
+    db: 2
+    tls: true
+    key_prefix: prod
+    stream_max_len: 5000
+    timeout: 1500ms
+  on_unavailable: fail_closed
+  max_staleness: 45s
+`, "", "")
+	cfg, err := parseConfig([]byte(text), envOf(map[string]string{"ADMIN_TOKEN": testToken, "REDIS_PASSWORD": "s3cret"}))
+	if err != nil {
+		t.Fatalf("got %v; want a valid config", err)
+	}
+	rc := cfg.Store.redisConfig(cfg.DataDir)
+	for _, c := range []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"backend", cfg.Store.Backend, "redis"},
+		{"addr", rc.Redis.Addr, "redis.internal:6380"},
+		{"username", rc.Redis.Username, "oidcgate"},
+		{"password", rc.Redis.Password, "s3cret"},
+		{"db", rc.Redis.DB, 2},
+		{"tls", rc.Redis.TLS, true},
+		{"key_prefix", rc.Redis.KeyPrefix, "prod"},
+		{"stream_max_len", rc.Redis.StreamMaxLen, int64(5000)},
+		{"timeout", rc.Redis.Timeout, 1500 * time.Millisecond},
+		{"on_unavailable", rc.OnUnavailable, cache.FailClosed},
+		{"max_staleness", rc.MaxStaleness, 45 * time.Second},
+		{"mirror path", rc.Local.Path, filepath.Join("/var/lib/oidcgate", storeFile)},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %v; want %v", c.name, c.got, c.want)
+		}
+	}
+	sentinel := configText("store:\n  backend: redis\n  redis:\n    addrs: [s1:26379, s2:26379]\n    master_name: mymaster\n", "", "")
+	if _, err := parseConfig([]byte(sentinel), envOf(defaultEnv)); err != nil {
+		t.Errorf("sentinel config: got %v; want valid", err)
 	}
 }
 

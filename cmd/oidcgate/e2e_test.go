@@ -668,6 +668,7 @@ func testDemo(t *testing.T) {
 		t.Errorf("admin list: got %d %s; want 200 with the offboarded entry", resp.status, resp.body)
 	}
 	c.Transport.(*http.Transport).CloseIdleConnections()
+	testDemoBrowser(t, p, find("app URL", `open (\S+/app) and log in`), find("logout line", `curl -s -X POST -d sub=bob (\S+/backchannel-logout)`))
 
 	p.terminate(t)
 	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
@@ -833,5 +834,69 @@ func testUnknownKidFlood(t *testing.T) {
 	}
 	if resp := gw.get(t, "/api/flood", iss.mint(t, iss.spec(t, "flood-ok")), nil); resp.status != http.StatusOK {
 		t.Errorf("valid token after the flood: got %d; want 200", resp.status)
+	}
+}
+
+// testDemoBrowser follows the demo's browser steps: log in at the demo
+// issuer through the gateway, see the app's own session, have the issuer
+// send a back-channel logout, and see that session gone.
+func testDemoBrowser(t *testing.T, demo *proc, appURL, logoutURL string) {
+	t.Helper()
+	b := newBrowser(t, "bob")
+	var view struct {
+		Message    string `json:"message"`
+		AppSession string `json:"app_session"`
+		New        bool   `json:"new_session"`
+	}
+	login := func() {
+		t.Helper()
+		// 1. open /app: the gateway sends the browser to the issuer's login
+		// form; "log in as bob" posts it.
+		resp, err := b.follow.Get(appURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasSuffix(resp.Request.URL.Path, "/authorize") {
+			t.Fatalf("open %s: got %d at %s; want the issuer's login form", appURL, resp.StatusCode, resp.Request.URL)
+		}
+		resp, err = b.follow.PostForm(resp.Request.URL.String(), url.Values{"sub": {"bob"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&view); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("log in: got %d at %s (%v); want the app", resp.StatusCode, resp.Request.URL, err)
+		}
+	}
+	login()
+	first := view
+	if first.Message != "hello, bob" || !first.New || first.AppSession == "" {
+		t.Fatalf("after login: got %+v; want a new app session for bob", first)
+	}
+	if sealed := b.cookie(appURL, demoAppCookie); sealed == "" || strings.Contains(sealed, first.AppSession) {
+		t.Errorf("browser cookie %s: got %q; want the sealed form of %q", demoAppCookie, sealed, first.AppSession)
+	}
+	// 2. the issuer logs bob out everywhere.
+	c := newClient(t)
+	r := do(t, c, http.MethodPost, logoutURL, "", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, strings.NewReader("sub=bob"))
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), "gateway answered 200") {
+		t.Fatalf("back-channel logout: got %d %s", r.status, r.body)
+	}
+	// 3. reload: sent to log in again; the app's own session was ended.
+	if status, err := b.peek(appURL); err != nil || status != http.StatusFound {
+		t.Errorf("reload after logout: got %d %v; want 302 to log in", status, err)
+	}
+	if !waitFor(10*time.Second, func() bool {
+		return strings.Contains(demo.stderr.String(), "session "+first.AppSession+" ended by the gateway")
+	}) {
+		t.Errorf("the demo app's session %s was not ended through its logout URL", first.AppSession)
+	}
+	// Logged out by subject, bob may log in again once the clock skew
+	// (1s in the demo) has passed; the gateway answers 403 until then.
+	time.Sleep(1100 * time.Millisecond)
+	login()
+	if view.AppSession == first.AppSession || !view.New {
+		t.Errorf("after logging in again: got %+v; want a new app session", view)
 	}
 }

@@ -660,9 +660,17 @@ type gatewayProc struct {
 // and waits until the internal /readyz answers 200.
 func startGateway(t *testing.T, cfg gatewayConfig) *gatewayProc {
 	t.Helper()
+	return startGatewayYAML(t, cfg, cfg.configYAML)
+}
+
+// startGatewayYAML is startGateway with the config file that render
+// writes for the two listen addresses; cfg.adminToken is the
+// ${E2E_ADMIN_TOKEN} of the file.
+func startGatewayYAML(t *testing.T, cfg gatewayConfig, render func(listen, internal string) string) *gatewayProc {
+	t.Helper()
 	listen, internal := freeLoopbackAddr(t), freeLoopbackAddr(t)
 	path := filepath.Join(t.TempDir(), "oidcgate.yaml")
-	if err := os.WriteFile(path, []byte(cfg.configYAML(listen, internal)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(render(listen, internal)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	g := &gatewayProc{

@@ -29,11 +29,30 @@ const shutdownGrace = 30 * time.Second
 // storeFile is the bbolt file of the embedded store inside data_dir.
 const storeFile = "revocations.db"
 
+// revocationStore is what the gateway's parts need of the revocation
+// store; both backends provide it.
+type revocationStore interface {
+	introspect.Revocations
+	logout.Store
+	Len() int
+	Subscribe(fn func(cache.Entry)) (cancel func())
+	FirstSeen(ctx context.Context, key string, until time.Time) (bool, error)
+	Run(ctx context.Context) error
+	Close() error
+}
+
+var (
+	_ revocationStore = (*cache.Store)(nil)
+	_ revocationStore = (*cache.Redis)(nil)
+)
+
 // gatewayApp is one running gateway: both listeners and what they serve.
 type gatewayApp struct {
 	log      *slog.Logger
-	store    *cache.Store
+	store    revocationStore
+	redis    *cache.Redis // the store, with backend redis; else nil
 	verifier *introspect.Verifier
+	gw       *gateway.Gateway
 	public   *http.Server
 	internal *http.Server
 	publicLn net.Listener
@@ -53,12 +72,7 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	a.store, err = cache.Open(cache.Config{
-		Path:      filepath.Join(cfg.DataDir, storeFile),
-		ClockSkew: *cfg.ClockSkew,
-		Logger:    log,
-	})
-	if err != nil {
+	if a.store, a.redis, err = openStore(cfg, log, reg); err != nil {
 		return nil, fmt.Errorf("revocation store: %w", err)
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -76,11 +90,18 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("token verifier: %w", err)
 	}
-	gw, err := gateway.New(gateway.Config{
-		Routes:   cfg.Routes,
-		Verifier: a.verifier,
-		Logger:   log,
-		Metrics:  reg,
+	login, _ := cfg.login()
+	a.gw, err = gateway.New(gateway.Config{
+		Routes:    cfg.Routes,
+		PublicURL: cfg.PublicURL,
+		Session:   cfg.Session,
+		Login:     login,
+		ClockSkew: *cfg.ClockSkew,
+		Verifier:  a.verifier,
+		IDTokens:  a.verifier,
+		Sessions:  a.store,
+		Logger:    log,
+		Metrics:   reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -89,20 +110,50 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	for _, iss := range cfg.Issuers {
 		lifetimes[iss.Issuer] = iss.MaxTokenLifetime
 	}
-	admin, err := logout.NewAdmin(logout.Config{
+	lcfg := logout.Config{
 		Admin:         cfg.Admin,
 		Lifetimes:     lifetimes,
 		SessionMaxAge: cfg.Session.MaxAge,
 		ClockSkew:     *cfg.ClockSkew,
 		Store:         a.store,
+		Verifier:      a.verifier,
+		Replays:       a.store,
 		Logger:        log,
 		Metrics:       reg,
-	})
+	}
+	admin, err := logout.NewAdmin(lcfg)
 	if err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
 	}
+	backchannel, err := logout.NewBackchannel(lcfg)
+	if err != nil {
+		return nil, fmt.Errorf("back-channel logout: %w", err)
+	}
+	frontchannel, err := logout.NewFrontchannel(lcfg)
+	if err != nil {
+		return nil, fmt.Errorf("front-channel logout: %w", err)
+	}
+	// The logout receivers sit in front of the gateway, which answers 404
+	// for every other /oauth2/ path.
+	public := http.NewServeMux()
+	public.Handle(logout.BackchannelPath, backchannel)
+	public.Handle(logout.FrontchannelPath, frontchannel)
+	public.Handle("/", a.gw)
+
+	introspection, err := introspect.NewServer(introspect.ServerConfig{
+		Clients:  cfg.IntrospectionClients,
+		Verifier: a.verifier,
+		Store:    a.store,
+		Logger:   log,
+		Metrics:  reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("introspection endpoints: %w", err)
+	}
 
 	internal := http.NewServeMux()
+	internal.HandleFunc("/introspect", introspection.ServeIntrospect)
+	internal.HandleFunc("/revoke", introspection.ServeRevoke)
 	internal.Handle("/admin/revocations", admin)
 	internal.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 	internal.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -110,7 +161,7 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	})
 	internal.HandleFunc("/readyz", a.ready)
 
-	a.public = newServer(gw, log)
+	a.public = newServer(public, log)
 	a.internal = newServer(internal, log)
 	if a.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -119,6 +170,32 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		return nil, fmt.Errorf("internal_listen: %w", err)
 	}
 	return a, nil
+}
+
+// openStore opens the configured revocation store; with backend redis it
+// also returns it as a *cache.Redis (for /readyz) and registers its
+// metrics on reg.
+func openStore(cfg *Config, log *slog.Logger, reg prometheus.Registerer) (revocationStore, *cache.Redis, error) {
+	local := cache.Config{
+		Path:      filepath.Join(cfg.DataDir, storeFile),
+		ClockSkew: *cfg.ClockSkew,
+		Logger:    log,
+	}
+	if cfg.Store.Backend != "redis" {
+		s, err := cache.Open(local)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, nil, nil
+	}
+	rc := cfg.Store.redisConfig(cfg.DataDir)
+	rc.Local = local
+	rc.Metrics = reg
+	r, err := cache.OpenRedis(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, r, nil
 }
 
 func newServer(h http.Handler, log *slog.Logger) *http.Server {
@@ -135,25 +212,67 @@ func newServer(h http.Handler, log *slog.Logger) *http.Server {
 
 // ready answers /readyz: 200 only when the store is open and every
 // issuer's keys are loaded, so a load balancer never sends traffic to a
-// replica that could only answer 503.
+// replica that could only answer 503. With backend redis it is 503 until
+// the first synchronisation and while fail_closed refuses; 200 with
+// status "degraded" while the replica enforces but is out of sync or has
+// revocations not yet delivered to Redis.
 func (a *gatewayApp) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	var store *storeStatus
+	if a.redis != nil {
+		st := a.redis.Status()
+		store = &storeStatus{
+			Backend: "redis", InSync: st.InSync, Reachable: st.Reachable, Queued: st.Queued,
+			StalenessSeconds: st.Staleness.Seconds(), Refusing: st.Refusing, LastError: st.LastError,
+		}
+		switch {
+		case !st.Synced:
+			writeReady(w, http.StatusServiceUnavailable, readyBody{"unavailable", "revocation store: not yet synchronised with redis", store})
+			return
+		case st.Refusing:
+			writeReady(w, http.StatusServiceUnavailable, readyBody{"unavailable", "revocation store: out of sync with redis for longer than max_staleness (fail_closed)", store})
+			return
+		}
+	}
 	if err := a.verifier.Ready(ctx); err != nil {
-		writeStatus(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		writeReady(w, http.StatusServiceUnavailable, readyBody{"unavailable", err.Error(), store})
 		return
 	}
-	writeStatus(w, http.StatusOK, "ready", "")
+	if store != nil && (!store.InSync || store.Queued > 0) {
+		writeReady(w, http.StatusOK, readyBody{"degraded", "revocation store: out of sync with redis or revocations queued", store})
+		return
+	}
+	writeReady(w, http.StatusOK, readyBody{Status: "ok", Store: store})
 }
 
-func writeStatus(w http.ResponseWriter, code int, status, reason string) {
+// readyBody is /readyz's JSON.
+type readyBody struct {
+	Status string       `json:"status"`
+	Reason string       `json:"reason,omitempty"`
+	Store  *storeStatus `json:"store,omitempty"`
+}
+
+// storeStatus is the shared store's health in /readyz.
+type storeStatus struct {
+	Backend          string  `json:"backend"`
+	InSync           bool    `json:"in_sync"`
+	Reachable        bool    `json:"reachable"`
+	Queued           int64   `json:"queued"`
+	StalenessSeconds float64 `json:"staleness_seconds"`
+	Refusing         bool    `json:"refusing"`
+	LastError        string  `json:"last_error,omitempty"`
+}
+
+func writeReady(w http.ResponseWriter, code int, body readyBody) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(struct {
-		Status string `json:"status"`
-		Reason string `json:"reason,omitempty"`
-	}{status, reason})
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func writeStatus(w http.ResponseWriter, code int, status, reason string) {
+	writeReady(w, code, readyBody{Status: status, Reason: reason})
 }
 
 // run serves until ctx is cancelled, then drains in-flight requests (up to
@@ -195,6 +314,10 @@ func (a *gatewayApp) close() {
 		if ln != nil {
 			_ = ln.Close()
 		}
+	}
+	if a.gw != nil {
+		// Drains the app logout calls still queued.
+		a.gw.Close()
 	}
 	if a.verifier != nil {
 		a.verifier.Close()
