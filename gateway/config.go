@@ -523,17 +523,10 @@ func checkPathPrefix(p string) string {
 }
 
 func checkUpstream(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || !u.IsAbs() || u.Host == "" {
-		return "not an absolute URL"
+	if msg := checkAbsoluteURL(s); msg != "" {
+		return msg
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return "scheme must be http or https"
-	}
-	if u.User != nil {
-		return "must not contain credentials"
-	}
-	if u.Fragment != "" || u.RawQuery != "" || u.ForceQuery {
+	if u, _ := url.Parse(s); u.RawQuery != "" || u.ForceQuery {
 		return "must not have a query or fragment"
 	}
 	return ""
