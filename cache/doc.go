@@ -20,6 +20,12 @@
 // file. FirstSeen (both backends) is the logout-token replay cache, and
 // Subscribe reports every entry applied.
 //
+// Every replica has a stable random id (ReplicaID, kept in the bbolt
+// file). With Redis, each replica records a heartbeat and, off the hot
+// path, an acknowledgement of every entry it applies; Applied (both
+// backends) answers which replicas are up and which have applied an entry,
+// the proof `oidcgate verify-revocation` prints.
+//
 // The storetest subpackage is the conformance suite every backend runs;
 // redistest runs real redis-server processes for tests.
 //

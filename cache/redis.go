@@ -131,6 +131,15 @@ type RedisConfig struct {
 	TLSConfig *tls.Config
 	// Metrics registers the store's metrics; nil registers none.
 	Metrics prometheus.Registerer
+	// HeartbeatInterval is how often the replica records itself as alive
+	// in Redis (see Applied); 0 means 5 seconds, and it must not be less
+	// than 10ms. A replica silent for 3 of its intervals counts as down.
+	HeartbeatInterval time.Duration
+	// ReplicaName and ReplicaAddr describe this replica in its heartbeat
+	// (e.g. the host name and the internal listener's address), so that
+	// operators can tell replicas apart; "" means not given. Each is at
+	// most 256 bytes.
+	ReplicaName, ReplicaAddr string
 }
 
 // Validate reports every problem of c at once. It does no I/O.
@@ -149,6 +158,12 @@ func (c RedisConfig) Validate() error {
 	}
 	if c.MaxStaleness < 0 {
 		errs = append(errs, errors.New("max_staleness: must not be negative"))
+	}
+	if c.HeartbeatInterval < 0 || (c.HeartbeatInterval > 0 && c.HeartbeatInterval < minHeartbeat) {
+		errs = append(errs, fmt.Errorf("heartbeat_interval: must be 0 (the default, 5s) or at least %s", minHeartbeat))
+	}
+	if len(c.ReplicaName) > maxReplicaText || len(c.ReplicaAddr) > maxReplicaText {
+		errs = append(errs, fmt.Errorf("replica name and address: longer than %d bytes", maxReplicaText))
 	}
 	return errors.Join(errs...)
 }
@@ -215,6 +230,14 @@ type Redis struct {
 
 	lag prometheus.Histogram // nil without Metrics
 
+	// heartbeat is the heartbeat interval; name and addr describe this
+	// replica in it; beaten: a heartbeat was written.
+	heartbeat  time.Duration
+	name, addr string
+	beaten     atomic.Bool
+	// applied queues the acks of applied entries for Redis.
+	applied ackQueue
+
 	wake    chan struct{} // wakes the deliverer after a failed write
 	ackMu   sync.Mutex
 	acks    []ack // delivered by Revoke; the deliverer dequeues them
@@ -252,6 +275,9 @@ func OpenRedis(cfg RedisConfig) (*Redis, error) {
 	if cfg.MaxStaleness == 0 {
 		cfg.MaxStaleness = defaultMaxStaleness
 	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = defaultHeartbeat
+	}
 	tlsConfig := cfg.TLSConfig
 	if tlsConfig == nil && o.TLS {
 		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -268,10 +294,14 @@ func OpenRedis(cfg RedisConfig) (*Redis, error) {
 		timeout:    o.Timeout,
 		failClosed: cfg.OnUnavailable == FailClosed,
 		maxStale:   cfg.MaxStaleness,
+		heartbeat:  cfg.HeartbeatInterval,
+		name:       cfg.ReplicaName,
+		addr:       cfg.ReplicaAddr,
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 	}
 	r.persist.init()
+	r.applied.init()
 	r.lastContact.Store(r.now().UnixNano())
 	if err := local.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(outboxBucket)
@@ -370,6 +400,7 @@ func (r *Redis) Revoke(ctx context.Context, e Entry) (Entry, error) {
 	if fresh {
 		r.queued.Add(1)
 	}
+	r.applied.add([]row{rowOf(stored)}, r.now().UnixNano())
 	if r.down.Load() {
 		r.signal()
 		return stored, nil
@@ -488,8 +519,10 @@ func (r *Redis) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	r.running.Add(4)
+	r.running.Add(6)
 	go func() { defer r.running.Done(); r.follow(ctx) }()
+	go func() { defer r.running.Done(); r.heartbeatLoop(ctx) }()
+	go func() { defer r.running.Done(); r.ackLoop(ctx) }()
 	go func() { defer r.running.Done(); r.deliver(ctx) }()
 	go func() { defer r.running.Done(); r.persistLoop(ctx) }()
 	go func() { defer r.running.Done(); r.watchStaleness(ctx) }()
@@ -499,15 +532,22 @@ func (r *Redis) Run(ctx context.Context) error {
 	return err
 }
 
-// Close stops Run, writes what the mirror has not persisted yet, and
-// closes the Redis client and the mirror. It is idempotent; afterwards the
-// Store.Close rules apply (IsRevoked keeps answering from memory).
+// Close stops Run, writes what the mirror has not persisted yet, records
+// in Redis that this replica stopped (when it had heartbeat and Redis is
+// reachable; bounded by the Redis timeout), and closes the Redis client
+// and the mirror. It is idempotent; afterwards the Store.Close rules apply
+// (IsRevoked keeps answering from memory).
 func (r *Redis) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		close(r.done)
 		r.running.Wait()
 		r.flushPersist()
+		if r.beaten.Load() && !r.down.Load() {
+			if err := r.beat(context.Background(), true); err != nil {
+				r.log.Warn("revocation store: recording this replica's stop in redis failed", "err", err)
+			}
+		}
 		err = errors.Join(r.client.Close(), r.local.Close())
 	})
 	return err

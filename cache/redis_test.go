@@ -420,6 +420,10 @@ func TestRedisConfigValidate(t *testing.T) {
 		{"bad addr", cache.RedisConfig{Redis: cache.RedisOptions{Addrs: []string{"nope"}}, Local: local}, []string{"redis.addrs[0]: "}},
 		{"no path", cache.RedisConfig{Redis: ok}, []string{"path: "}},
 		{"cluster db", cache.RedisConfig{Redis: cache.RedisOptions{Addrs: []string{"a:1"}, Cluster: true, DB: 1}, Local: local}, []string{"redis.db: "}},
+		{"heartbeat", cache.RedisConfig{Redis: ok, Local: local, HeartbeatInterval: 10 * time.Millisecond, ReplicaName: "gw-1", ReplicaAddr: "10.0.0.1:9091"}, nil},
+		{"heartbeat too short", cache.RedisConfig{Redis: ok, Local: local, HeartbeatInterval: time.Millisecond}, []string{"heartbeat_interval: "}},
+		{"heartbeat negative", cache.RedisConfig{Redis: ok, Local: local, HeartbeatInterval: -1}, []string{"heartbeat_interval: "}},
+		{"replica name too long", cache.RedisConfig{Redis: ok, Local: local, ReplicaName: strings.Repeat("h", 257)}, []string{"replica name and address: "}},
 		{"everything wrong", cache.RedisConfig{
 			Redis:         cache.RedisOptions{Addrs: []string{"a:1"}, DB: -1, KeyPrefix: "a{b}", StreamMaxLen: -1, Timeout: -1},
 			Local:         cache.Config{Path: "m.db", ClockSkew: -1},
@@ -443,4 +447,47 @@ func TestRedisConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedisTransientWriteFailure: one write that fails while the follower
+// still reads the stream must not leave the replica queueing forever.
+func TestRedisTransientWriteFailure(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startReplica(t, srv, replicaOpts{})
+	b := startReplica(t, srv, replicaOpts{})
+	waitInSync(t, a, b)
+	// Writes wait (and A's times out after 500ms); reads, XREAD among
+	// them, go on.
+	if got, err := srv.Do(context.Background(), "CLIENT", "PAUSE", "1500", "WRITE"); err != nil || got != "+OK" {
+		t.Fatalf("CLIENT PAUSE = %q, %v", got, err)
+	}
+	e := liveEntry(cache.KindJTI, "during-a-failed-write")
+	mustRevoke(t, a, e)
+	if !a.IsRevoked(credOf(e)) {
+		t.Fatal("A does not enforce its own revocation")
+	}
+	waitUntil(t, "B learns the entry after the pause", func() bool { return b.IsRevoked(credOf(e)) })
+	waitInSync(t, a, b)
+}
+
+// TestRedisRollback: Redis loses recent writes but keeps its epoch (a
+// failover to a lagging replica, a restart from an old snapshot): the
+// replicas notice that the stream went back in time and publish their
+// entries again, so a replica started later still learns them.
+func TestRedisRollback(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startReplica(t, srv, replicaOpts{})
+	b := startReplica(t, srv, replicaOpts{})
+	waitInSync(t, a, b)
+	e := liveEntry(cache.KindSID, "acknowledged-then-lost")
+	mustRevoke(t, a, e)
+	waitUntil(t, "B enforces", func() bool { return b.IsRevoked(credOf(e)) })
+	waitInSync(t, a, b)
+	// Everything but the epoch disappears at once.
+	const lose = `local e = redis.call('GET', KEYS[1]); redis.call('FLUSHALL'); redis.call('SET', KEYS[1], e); return 1`
+	if got, err := srv.Do(context.Background(), "EVAL", lose, "1", "{t}:epoch"); err != nil || got != ":1" {
+		t.Fatalf("EVAL = %q, %v", got, err)
+	}
+	c := startReplica(t, srv, replicaOpts{})
+	waitUntil(t, "C learns the entry Redis lost", func() bool { return c.IsRevoked(credOf(e)) })
 }

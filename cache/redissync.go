@@ -59,8 +59,12 @@ type keyspace struct {
 	seen   string // prefix of FirstSeen keys
 	stream string // the stream of changes
 	epoch  string // random id set when this Redis's data set began
-	maxLen int64
-	script *redis.Script
+	// acks prefixes the applied-ack hashes (the encoded entry key
+	// follows); replicas is the heartbeat hash.
+	acks     string
+	replicas string
+	maxLen   int64
+	script   *redis.Script
 }
 
 // publishSource merges an entry into Redis and, if that changed it, adds
@@ -98,12 +102,14 @@ return 1
 func newKeyspace(prefix string, maxLen int64) keyspace {
 	tag := "{" + prefix + "}"
 	return keyspace{
-		entry:  tag + ":e:",
-		seen:   tag + ":seen:",
-		stream: tag + ":stream",
-		epoch:  tag + ":epoch",
-		maxLen: maxLen,
-		script: redis.NewScript(publishSource),
+		entry:    tag + ":e:",
+		seen:     tag + ":seen:",
+		stream:   tag + ":stream",
+		epoch:    tag + ":epoch",
+		acks:     tag + ":a:",
+		replicas: tag + ":replicas",
+		maxLen:   maxLen,
+		script:   redis.NewScript(publishSource),
 	}
 }
 
@@ -267,6 +273,7 @@ func (r *Redis) follow(ctx context.Context) {
 		r.refuse.Store(false)
 		r.synced.Store(true)
 		r.signal()
+		r.ackAll()
 		last = &from
 		err = r.tail(ctx, last)
 		r.lastContact.Store(r.now().UnixNano())
@@ -275,8 +282,9 @@ func (r *Redis) follow(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, errResync):
-			r.log.Warn("revocation store: redis stream incomplete; full resynchronisation", "err", err)
-			last = nil
+			// last is kept: sync compares it with the stream to tell a
+			// trimmed stream from one that went back in time.
+			r.log.Warn("revocation store: redis stream incomplete; resynchronising", "err", err)
 		default:
 			r.setDown(err)
 			r.sleep(ctx, backoff)
@@ -309,15 +317,57 @@ func (r *Redis) sync(ctx context.Context, last *streamPos) (streamPos, error) {
 		last = nil
 	}
 	if last != nil {
-		ok, err := r.streamComplete(ctx, *last)
+		info, ok, err := r.streamInfo(ctx)
 		if err != nil {
 			return streamPos{}, err
 		}
-		if ok {
+		switch {
+		case !ok || info.EntriesAdded < last.added:
+			// The stream has fewer entries than this replica has read, under
+			// the same epoch: Redis went back in time (failover to a lagging
+			// replica, restart from an old snapshot), and entries already
+			// delivered (gone from every outbox) may be lost there.
+			if err := r.rollback(ctx); err != nil {
+				return streamPos{}, err
+			}
+		case info.EntriesAdded-info.Length <= last.added:
 			return *last, nil
 		}
 	}
 	return r.fullScan(ctx)
+}
+
+// rollback answers Redis losing recent writes while keeping its epoch:
+// this replica publishes its whole mirror again and sets a new epoch, so
+// that every other replica does the same (each may hold entries this one
+// lacks) and no revocation acknowledged anywhere stays lost.
+func (r *Redis) rollback(ctx context.Context) error {
+	rows := r.local.liveRows(r.now().UnixNano())
+	r.log.Warn("revocation store: redis went back in time (fewer stream entries than already read); publishing this replica's entries and starting a new epoch", "entries", len(rows))
+	if err := r.keys.publishAll(ctx, r.client, rows); err != nil {
+		return err
+	}
+	fresh := make([]byte, 16)
+	_, _ = rand.Read(fresh)
+	epoch := hex.EncodeToString(fresh)
+	cctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	if err := r.client.Set(cctx, r.keys.epoch, epoch, 0).Err(); err != nil {
+		return err
+	}
+	return r.recordEpoch(epoch)
+}
+
+// recordEpoch remembers, in the file, the epoch this mirror is in sync
+// with.
+func (r *Redis) recordEpoch(epoch string) error {
+	if err := r.local.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(metaBucket).Put(epochKey, []byte(epoch))
+	}); err != nil {
+		return fmt.Errorf("cache: redis: recording epoch: %w", err)
+	}
+	r.epoch = epoch
+	return nil
 }
 
 // checkEpoch reads the epoch, creating it when missing, and compares it
@@ -344,12 +394,9 @@ func (r *Redis) checkEpoch(ctx context.Context) (bool, error) {
 	if err := r.keys.publishAll(ctx, r.client, rows); err != nil {
 		return false, err
 	}
-	if err := r.local.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(metaBucket).Put(epochKey, []byte(epoch))
-	}); err != nil {
-		return false, fmt.Errorf("cache: redis: recording epoch: %w", err)
+	if err := r.recordEpoch(epoch); err != nil {
+		return false, err
 	}
-	r.epoch = epoch
 	return true, nil
 }
 
@@ -494,6 +541,10 @@ func (r *Redis) received(rows []row, fromStream bool) {
 	if len(changed) == 0 {
 		return
 	}
+	if fromStream {
+		// A full scan is followed by an ack of the whole mirror (follow).
+		r.applied.add(changed, now)
+	}
 	if fromStream && r.lag != nil {
 		for _, c := range changed {
 			r.lag.Observe(max(0, float64(now-c.revokedAt)/1e9))
@@ -554,6 +605,15 @@ func (r *Redis) tail(ctx context.Context, last *streamPos) error {
 			if err != nil {
 				return err
 			}
+			// A stream with fewer entries than read went back in time; a
+			// quiet one would never show it to XREAD.
+			info, ok, err := r.streamInfo(ctx)
+			if err != nil {
+				return err
+			}
+			if !ok || info.EntriesAdded < last.added {
+				return errResync
+			}
 		}
 	}
 }
@@ -572,6 +632,17 @@ func (r *Redis) deliver(ctx context.Context) {
 		case <-t.C:
 		}
 		r.dequeueAcked()
+		if r.down.Load() && r.healthy.Load() {
+			// A write failed, yet the follower reads the stream: the
+			// failure was passing. Without this, one failed write would
+			// keep every later revocation in the outbox until the
+			// connection broke.
+			cctx, cancel := context.WithTimeout(ctx, r.timeout)
+			if r.client.Ping(cctx).Err() == nil {
+				r.down.Store(false)
+			}
+			cancel()
+		}
 		if r.queued.Load() <= r.inflight.Load() || r.down.Load() {
 			continue
 		}

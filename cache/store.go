@@ -86,6 +86,9 @@ type Store struct {
 
 	subs subscribers
 	seen replayCache
+
+	// id is this replica's id (see ReplicaID).
+	id string
 }
 
 // Open validates cfg, applies defaults and, with a Path, opens (or creates)
@@ -112,6 +115,7 @@ func Open(cfg Config) (*Store, error) {
 		log:  cfg.Logger,
 		done: make(chan struct{}),
 		seen: replayCache{m: make(map[string]int64)},
+		id:   newReplicaID(),
 	}
 	if cfg.Path == "" {
 		return s, nil
@@ -124,6 +128,9 @@ func Open(cfg Config) (*Store, error) {
 	s.db = db
 	if err := s.load(); err != nil {
 		return nil, errors.Join(fmt.Errorf("cache: open %s: %w", cfg.Path, err), db.Close())
+	}
+	if err := s.loadReplicaID(); err != nil {
+		return nil, errors.Join(fmt.Errorf("cache: open %s: replica id: %w", cfg.Path, err), db.Close())
 	}
 	return s, nil
 }
