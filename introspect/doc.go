@@ -11,6 +11,11 @@
 // check. Bad credentials wrap ErrInvalidToken; ErrUnavailable means the
 // verifier could not decide (no keys yet) and the caller must still refuse.
 //
+// A SETVerifier verifies Shared Signals SETs (RFC 8417, SSF 1.0 profile)
+// of the configured transmitters against their JWKS, with the same key
+// source (cooldown, shared refetch); its refusals carry the RFC 8935 §2.4
+// error code.
+//
 // This package must never log or return a raw token (only a short reason
 // or a SHA-256 prefix), never trust keys named by the token itself (jku,
 // jwk, x5u, x5c headers are ignored), never accept "none" or HMAC algs, and

@@ -116,9 +116,16 @@ func (v *Verifier) VerifyIDToken(ctx context.Context, issuer, raw, nonce string)
 	if err := v.checkTimes(is, c, true); err != nil {
 		return nil, err
 	}
-	// §3.1.3.7 item 3: aud MUST contain the client_id.
+	// §3.1.3.7 item 3: aud MUST contain the client_id, and the token MUST
+	// be rejected if it names audiences the client does not trust (here:
+	// the issuer's configured audiences).
 	if !slices.Contains(c.Audience, is.cfg.ClientID) {
 		return nil, invalid("aud does not name this client")
+	}
+	for _, a := range c.Audience {
+		if a != is.cfg.ClientID && !slices.Contains(is.cfg.Audiences, a) {
+			return nil, invalid("aud names an audience this client does not trust")
+		}
 	}
 	// §3.1.3.7 items 4-5: with several audiences azp is needed, and when
 	// present it must be this client.

@@ -58,6 +58,7 @@ func TestVerifyIDToken(t *testing.T) {
 		{"aud another client", "", rs(with(c, "aud", "other")), nonce, ErrInvalidToken},
 		{"aud missing", "", rs(with(c, "aud", nil)), nonce, ErrInvalidToken},
 		{"aud array without the client", "", rs(with(c, "aud", []string{"a", "b"}, "azp", testClientID)), nonce, ErrInvalidToken},
+		{"aud with an untrusted extra audience", "", rs(with(c, "aud", []string{testClientID, "evil"}, "azp", testClientID)), nonce, ErrInvalidToken},
 
 		// Items 4-5: azp.
 		{"several audiences without azp", "", rs(with(c, "aud", []string{testClientID, "api"})), nonce, ErrInvalidToken},

@@ -20,6 +20,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
 )
 
 // maxDocumentBytes bounds a discovery document or key set.
@@ -164,6 +166,15 @@ type keySource struct {
 	lastErr error
 }
 
+// newRefreshCounter is oidcgate_jwks_refresh_total, shared by the
+// Verifier (per issuer) and the SETVerifier (per transmitter).
+func newRefreshCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidcgate_jwks_refresh_total",
+		Help: "Key set fetches per issuer, by result (ok, error).",
+	}, []string{"issuer", "result"})
+}
+
 // errCooldown reports a fetch skipped because the last one was too recent.
 var errCooldown = errors.New("key set fetched recently")
 
@@ -189,6 +200,54 @@ func (s *keySource) refresh(ctx context.Context) error {
 	s.mu.Unlock()
 	s.onRefresh(s.issuer.Issuer, err)
 	return err
+}
+
+// key returns the one key of s that may verify a token signed with alg
+// naming kid. A missing key causes one refetch of the key set, at most one
+// per issuer per cooldown however many tokens ask; fetches dedupes the
+// refetch among concurrent callers.
+func (s *keySource) key(ctx context.Context, fetches *singleflight.Group, alg, kid string) (any, error) {
+	for fetched := false; ; fetched = true {
+		if ks := s.keys.Load(); ks != nil {
+			pub, sel := ks.find(alg, kid)
+			switch sel {
+			case keyFound:
+				return pub, nil
+			case keyWrongAlg:
+				return nil, invalid("key %.64q is not for alg %s", kid, alg)
+			case keyAmbiguous:
+				return nil, invalid("more than one key fits kid %.64q and alg %s", kid, alg)
+			}
+		}
+		if fetched {
+			break
+		}
+		if err := s.sharedRefresh(ctx, fetches); err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+	}
+	// Without keys, or with a failing key source, a missing key may just not
+	// have been fetched: could not decide.
+	if s.keys.Load() == nil || s.lastError() != nil {
+		return nil, fmt.Errorf("%w: no key set for issuer %s", ErrUnavailable, s.issuer.Issuer)
+	}
+	return nil, invalid("no key for kid %.64q and alg %s", kid, alg)
+}
+
+// sharedRefresh is refresh shared among concurrent callers through
+// fetches (keyed by the issuer). The fetch outlives a caller whose ctx
+// ends (it is bounded by its own timeout), so that one cancelled request
+// does not fail the others waiting for it.
+func (s *keySource) sharedRefresh(ctx context.Context, fetches *singleflight.Group) error {
+	ch := fetches.DoChan(s.issuer.Issuer, func() (any, error) {
+		return nil, s.refresh(context.WithoutCancel(ctx))
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // lastError returns the error of the last fetch; nil before the first

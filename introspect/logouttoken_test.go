@@ -367,3 +367,29 @@ func BenchmarkVerifyLogoutToken(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifyLogoutTokenRefusesSET proves that a Shared Signals SET posted
+// to the back-channel logout endpoint is refused, even when it names a
+// configured issuer, this client and a sub or sid.
+func TestVerifyLogoutTokenRefusesSET(t *testing.T) {
+	f := newLogoutFixture(t, nil)
+	set := with(logoutClaims(), "events", map[string]any{EventSessionRevoked: map[string]any{}}, "exp", nil)
+	tests := []struct {
+		name   string
+		hdr    map[string]any
+		claims map[string]any
+	}{
+		{"typ secevent+jwt", logoutHdr("secevent+jwt"), set},
+		{"typ secevent+jwt with the logout event", logoutHdr("secevent+jwt"), logoutClaims()},
+		{"no typ, CAEP event", logoutHdr(""), with(set, "exp", logoutClaims()["exp"])},
+		{"typ JWT, CAEP event", logoutHdr("JWT"), with(set, "exp", logoutClaims()["exp"])},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lt, err := f.v.VerifyLogoutToken(t.Context(), signJWS(t, tt.hdr, tt.claims, "RS256", f.keys.rsa1))
+			if lt != nil || !errors.Is(err, ErrInvalidToken) {
+				t.Errorf("got %+v, %v; want ErrInvalidToken", lt, err)
+			}
+		})
+	}
+}

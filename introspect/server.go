@@ -171,6 +171,10 @@ func (s *Server) ServeIntrospect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxEndpointBodyBytes)
+	if err := checkForm(r); err != nil {
+		s.f.WriteIntrospectionError(ctx, w, err)
+		return
+	}
 	resp, err := s.f.NewIntrospectionRequest(ctx, r, newSession())
 	if err != nil {
 		s.f.WriteIntrospectionError(ctx, w, err)
@@ -195,7 +199,10 @@ func (s *Server) ServeIntrospect(w http.ResponseWriter, r *http.Request) {
 func (s *Server) ServeRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, maxEndpointBodyBytes)
-	err := s.f.NewRevocationRequest(ctx, r)
+	err := checkForm(r)
+	if err == nil {
+		err = s.f.NewRevocationRequest(ctx, r)
+	}
 	if errors.Is(err, errUnsupportedTokenType) {
 		// fosite's writer answers 200 for this error; §2.2.1 wants 400.
 		w.Header().Set("Cache-Control", "no-store")
@@ -215,6 +222,26 @@ func (s *Server) ServeRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.f.WriteRevocationResponse(ctx, w, err)
+}
+
+// checkForm parses r's form and refuses what fosite would misread: an
+// access_token parameter (fosite takes it as the caller's credential
+// instead of checking the Basic one), and a token parameter missing, empty
+// or repeated (RFC 7662 §2.1, RFC 7009 §2.1: token is REQUIRED; one value).
+func checkForm(r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return nil // fosite answers the method
+	}
+	if err := r.ParseForm(); err != nil {
+		return fosite.ErrInvalidRequest.WithHint("The body is not a form.")
+	}
+	if _, ok := r.Form["access_token"]; ok {
+		return fosite.ErrInvalidRequest.WithHint("access_token is not a parameter of this endpoint.")
+	}
+	if t := r.PostForm["token"]; len(t) != 1 || t[0] == "" {
+		return fosite.ErrInvalidRequest.WithHint("Exactly one non-empty token parameter is required.")
+	}
+	return nil
 }
 
 // basicAuth reports whether r carries HTTP Basic credentials.

@@ -165,6 +165,34 @@ func TestIntrospectCallerAuth(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("bearer caller: got %d; want 401", resp.StatusCode)
 	}
+	// A bearer token in the form or query is not a caller credential
+	// either, even with a (wrong) Basic header.
+	keys := loadKeys(t)
+	other := signJWS(t, map[string]any{"alg": "RS256", "kid": "r1", "typ": "at+jwt"}, with(baseClaims(), "jti", "jti-other"), "RS256", keys.rsa1)
+	for _, target := range []string{"/introspect", "/introspect?access_token=" + url.QueryEscape(other)} {
+		form := url.Values{"token": {f.jwt}}
+		if !strings.Contains(target, "?") {
+			form.Set("access_token", other)
+		}
+		req, _ := http.NewRequest(http.MethodPost, f.http.URL+target, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("nobody", "wrong")
+		resp, err := f.http.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK || strings.Contains(string(b), `"active":true`) {
+			t.Errorf("access_token as caller credential (%s): got %d %s; want refused", target, resp.StatusCode, b)
+		}
+	}
+	// token is required, once.
+	for name, form := range map[string]url.Values{"no token": {"token_type_hint": {"access_token"}}, "empty token": {"token": {""}}, "two tokens": {"token": {f.jwt, "x"}}} {
+		if status, _, body := f.post(t, "/introspect", appID, appSecret, form); status != http.StatusBadRequest {
+			t.Errorf("%s: got %d %s; want 400 invalid_request", name, status, body)
+		}
+	}
 	// GET is refused (RFC 7662 §2.1).
 	resp, err = f.http.Client().Get(f.http.URL + "/introspect?token=" + url.QueryEscape(f.jwt))
 	if err != nil {

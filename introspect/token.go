@@ -40,6 +40,12 @@ type unverified struct {
 // and "b64" (RFC 7797). Nothing is trusted yet: the caller reads only iss
 // before the signature is verified.
 func parseCompact(raw string) (*unverified, error) {
+	// Go's base64 decoders skip CR and LF even in strict mode: without
+	// this check one token would have many encodings, each with its own
+	// hash (the cache key, and the name /revoke revokes a token by).
+	if !compactAlphabet(raw) {
+		return nil, invalid("not a compact JWS (characters outside base64url and '.')")
+	}
 	if strings.Count(raw, ".") != 2 {
 		return nil, invalid("not a compact JWS (want 3 parts)")
 	}
@@ -246,4 +252,16 @@ func numericDate(v json.RawMessage) (time.Time, bool) {
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), true
+}
+
+// compactAlphabet reports whether raw has only base64url characters
+// (RFC 4648 §5, no padding) and '.'.
+func compactAlphabet(raw string) bool {
+	for i := range len(raw) {
+		c := raw[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

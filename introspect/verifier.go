@@ -110,10 +110,7 @@ func New(cfg Config) (*Verifier, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 
-	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "oidcgate_jwks_refresh_total",
-		Help: "Key set fetches per issuer, by result (ok, error).",
-	}, []string{"issuer", "result"})
+	refreshes := newRefreshCounter()
 	tokenCache := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "oidcgate_token_cache_total",
 		Help: "Verified-token cache lookups, by result (hit, miss).",
@@ -213,6 +210,9 @@ func (v *Verifier) Close() {
 // means no key set could be loaded for the token's issuer. A cached result
 // is still checked for expiry and revocation.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	if raw == "" {
+		return nil, invalid("empty")
+	}
 	if len(raw) > maxTokenBytes {
 		return nil, invalid("longer than %d bytes", maxTokenBytes)
 	}
@@ -319,6 +319,11 @@ func (v *Verifier) verifySignature(ctx context.Context, is *issuerState, u *unve
 	if err != nil {
 		return err
 	}
+	return checkSignature(raw, alg, pub)
+}
+
+// checkSignature verifies raw, a compact JWS, with pub under alg.
+func checkSignature(raw, alg string, pub any) error {
 	sa, ok := jwa.LookupSignatureAlgorithm(alg)
 	if !ok {
 		return invalid("alg %s not supported", alg)
@@ -372,50 +377,15 @@ func (v *Verifier) checkClaims(is *issuerState, c *Claims) error {
 }
 
 // key returns the one key of is that may verify a token signed with alg
-// naming kid. A missing key causes one refetch of the key set, at most one
-// per issuer per cooldown however many tokens ask.
+// naming kid; see keySource.key.
 func (v *Verifier) key(ctx context.Context, is *issuerState, alg, kid string) (any, error) {
-	for fetched := false; ; fetched = true {
-		if ks := is.keys.keys.Load(); ks != nil {
-			pub, sel := ks.find(alg, kid)
-			switch sel {
-			case keyFound:
-				return pub, nil
-			case keyWrongAlg:
-				return nil, invalid("key %.64q is not for alg %s", kid, alg)
-			case keyAmbiguous:
-				return nil, invalid("more than one key fits kid %.64q and alg %s", kid, alg)
-			}
-		}
-		if fetched {
-			break
-		}
-		if err := v.refresh(ctx, is); err != nil && ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-		}
-	}
-	// Without keys, or with a failing key source, a missing key may just not
-	// have been fetched: could not decide.
-	if is.keys.keys.Load() == nil || is.keys.lastError() != nil {
-		return nil, fmt.Errorf("%w: no key set for issuer %s", ErrUnavailable, is.cfg.Issuer)
-	}
-	return nil, invalid("no key for kid %.64q and alg %s", kid, alg)
+	return is.keys.key(ctx, &v.fetches, alg, kid)
 }
 
 // refresh fetches is's key set unless it was fetched within the cooldown,
-// sharing one fetch among concurrent callers. The fetch outlives a caller
-// whose ctx ends (it is bounded by its own timeout), so that one cancelled
-// request does not fail the others waiting for it.
+// sharing one fetch among concurrent callers; see keySource.sharedRefresh.
 func (v *Verifier) refresh(ctx context.Context, is *issuerState) error {
-	ch := v.fetches.DoChan(is.cfg.Issuer, func() (any, error) {
-		return nil, is.keys.refresh(context.WithoutCancel(ctx))
-	})
-	select {
-	case r := <-ch:
-		return r.Err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return is.keys.sharedRefresh(ctx, &v.fetches)
 }
 
 // refreshed records the outcome of a key-set fetch.

@@ -155,6 +155,8 @@ func TestVerify(t *testing.T) {
 		{"tampered signature", parts[0] + "." + parts[1] + "." + flip(parts[2]), ErrInvalidToken},
 		{"signature of another token", parts[0] + "." + parts[1] + "." + strings.Split(rs(with(c, "jti", "other")), ".")[2], ErrInvalidToken},
 		{"padded base64 payload", parts[0] + "." + parts[1] + "==." + parts[2], ErrInvalidToken},
+		{"newline inside the payload (base64 decoders skip it)", parts[0] + "." + parts[1][:10] + "\n" + parts[1][10:] + "." + parts[2], ErrInvalidToken},
+		{"CR inside the signature", parts[0] + "." + parts[1] + "." + parts[2][:5] + "\r" + parts[2][5:], ErrInvalidToken},
 		{"future nbf", rs(with(c, "nbf", t0.Add(5*time.Minute).Unix())), ErrInvalidToken},
 		{"future iat", rs(with(c, "iat", t0.Add(5*time.Minute).Unix())), ErrInvalidToken},
 		{"lifetime too long", rs(with(c, "exp", t0.Add(24*time.Hour).Unix())), ErrInvalidToken},
