@@ -111,20 +111,11 @@ func registerCounter(reg prometheus.Registerer, c *prometheus.CounterVec) (*prom
 // ServeHTTP authenticates the request, then serves POST (revoke) or GET
 // (list). Every answer is JSON and not cacheable.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	tok, ok := bearerToken(r.Header)
-	name, matched := matchToken(a.creds, tok)
-	if !ok || !matched {
+	name, ok := a.authenticate(w, r)
+	if !ok {
 		if r.Method == http.MethodPost {
 			a.count(kindUnknown, resultUnauthorized)
 		}
-		// RFC 9110 §15.5.2: a 401 MUST carry WWW-Authenticate; RFC 6750 §3
-		// adds error="invalid_token" when a token was presented.
-		challenge := `Bearer realm="` + realm + `"`
-		if ok {
-			challenge += `, error="invalid_token"`
-		}
-		w.Header().Set("WWW-Authenticate", challenge)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "")
 		return
 	}
 	switch r.Method {
@@ -137,6 +128,25 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST")
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "")
 	}
+}
+
+// authenticate returns the name of the admin token r carries, or answers
+// 401 and returns false.
+func (a *Admin) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
+	tok, ok := bearerToken(r.Header)
+	name, matched := matchToken(a.creds, tok)
+	if ok && matched {
+		return name, true
+	}
+	// RFC 9110 §15.5.2: a 401 MUST carry WWW-Authenticate; RFC 6750 §3
+	// adds error="invalid_token" when a token was presented.
+	challenge := `Bearer realm="` + realm + `"`
+	if ok {
+		challenge += `, error="invalid_token"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	writeError(w, http.StatusUnauthorized, "unauthorized", "")
+	return "", false
 }
 
 func (a *Admin) revoke(w http.ResponseWriter, r *http.Request, initiator string) {

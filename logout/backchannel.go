@@ -88,7 +88,6 @@ type Backchannel struct {
 	now       func() time.Time
 	log       *slog.Logger
 	results   *prometheus.CounterVec
-	retries   pendingRetries
 }
 
 // NewBackchannel validates the fields of cfg it uses (all but Admin; at
@@ -121,7 +120,6 @@ func NewBackchannel(cfg Config) (*Backchannel, error) {
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		results:   results,
-		retries:   pendingRetries{m: make(map[string]time.Time)},
 	}, nil
 }
 
@@ -181,27 +179,23 @@ func (b *Backchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
 	defer cancel()
-	key := replayKey(lt.Issuer, lt.JTI)
-	until := b.replayUntil(lt)
-	// §2.6 item 8 (the jti check): a token seen before changes nothing.
-	first, err := b.replays.FirstSeen(ctx, key, until)
-	if err != nil {
-		b.unavailable(w, r, "replay cache unavailable", err, attrs)
+	// The revocation comes first and is idempotent (its revoked_at is the
+	// token's iat, so the same token always stores the same entry): when
+	// it fails, no jti has been recorded, and the OP's retry succeeds on
+	// any replica; a replay that gets here changes nothing.
+	if err := b.revoke(ctx, lt); err != nil {
+		b.unavailable(w, r, "revocation not stored", err, attrs)
 		return
 	}
-	if !first && !b.retries.take(key, b.now()) {
+	// §2.6 item 8 (the jti check): a token seen before is refused.
+	first, err := b.replays.FirstSeen(ctx, replayKey(lt.Issuer, lt.JTI), b.replayUntil(lt))
+	if err != nil {
+		// The logout is done; only the replay check could not be made.
+		b.log.LogAttrs(r.Context(), slog.LevelWarn, "back-channel logout: replay cache unavailable", append(attrs, slog.Any("error", err))...)
+	} else if !first {
 		b.results.WithLabelValues(resultReplayed).Inc()
 		b.log.LogAttrs(r.Context(), slog.LevelWarn, "back-channel logout token replayed", attrs...)
 		writeError(w, http.StatusBadRequest, "invalid_request", "logout token already received")
-		return
-	}
-	if err := b.revoke(ctx, lt); err != nil {
-		// The jti is recorded: remember it so the OP's retry of this very
-		// token is processed rather than refused as a replay.
-		if !b.retries.add(key, until, b.now()) {
-			b.log.LogAttrs(r.Context(), slog.LevelError, "back-channel logout retry not remembered: too many pending", attrs...)
-		}
-		b.unavailable(w, r, "revocation not stored", err, attrs)
 		return
 	}
 	// §2.7 done and durable (Store.Revoke returned nil): only now §2.8's
@@ -274,13 +268,17 @@ func (b *Backchannel) replayUntil(lt *introspect.LogoutToken) time.Time {
 // revoke stores what lt logs out, durably. OpenID Connect Back-Channel
 // Logout 1.0 §2.4: with a sid, that one session; without, every session
 // of the user (iss, sub) — a sub entry revokes every credential of the
-// user issued until now, and a later login is not affected.
+// user issued before the token's iat, and a later login is not affected.
 func (b *Backchannel) revoke(ctx context.Context, lt *introspect.LogoutToken) error {
 	e := cache.Entry{
-		Issuer:    lt.Issuer,
-		Kind:      cache.KindSID,
-		Value:     lt.SID,
-		RevokedAt: b.now().UTC(),
+		Issuer: lt.Issuer,
+		Kind:   cache.KindSID,
+		Value:  lt.SID,
+		// The token's iat, not the time it arrived: a sub entry then revokes
+		// what was issued before the IdP logged the user out, and the same
+		// token (retried, replayed, or sent to several replicas) always
+		// stores the same entry. An iat ahead of this clock counts as now.
+		RevokedAt: revokedAt(b.now(), lt.IssuedAt),
 		Reason:    "backchannel_logout",
 		// The jti as a digest: bounded in length, and the same as in the
 		// log lines, so an entry and its log line can be matched.
@@ -294,6 +292,15 @@ func (b *Backchannel) revoke(ctx context.Context, lt *introspect.LogoutToken) er
 		return fmt.Errorf("logout: revoke %s: %w", e.Kind, err)
 	}
 	return nil
+}
+
+// revokedAt is a logout token's iat, or now when the iat is ahead of this
+// clock (or missing).
+func revokedAt(now, iat time.Time) time.Time {
+	if iat.IsZero() || iat.After(now) {
+		return now.UTC()
+	}
+	return iat.UTC()
 }
 
 // tokenAttrs are the log attributes of a verified token: never the token,

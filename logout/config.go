@@ -123,8 +123,11 @@ type Config struct {
 	// expires at RevokedAt + lifetime + 2×ClockSkew: a token issued up to
 	// ClockSkew after the revocation is still revoked (its issuer's clock may
 	// run ahead) and is accepted up to ClockSkew past its exp, so the entry
-	// must outlive both allowances. Nil or empty means no issuer is known:
-	// only session revocations can be made.
+	// must outlive both allowances. Browser sessions of an issuer must not
+	// outlive its lifetime (the CLI refuses a session.max_age longer than
+	// the login issuer's max_token_lifetime), or a sid or sub entry would
+	// expire while a session it revoked still lived. Nil or empty means no
+	// issuer is known: only session revocations can be made.
 	Lifetimes map[string]time.Duration
 	// SessionMaxAge is the longest a gateway session lives; a session entry
 	// expires at RevokedAt + SessionMaxAge + ClockSkew (replica clocks may
@@ -141,9 +144,13 @@ type Config struct {
 	// Verifier verifies back-channel logout tokens; *introspect.Verifier
 	// implements it. Required by NewBackchannel, unused by the others.
 	Verifier LogoutTokenVerifier
-	// Replays is the replay cache of logout-token jtis; *cache.Store
-	// implements it. Required by NewBackchannel, unused by the others.
+	// Replays is the replay cache of logout-token and SET jtis;
+	// *cache.Store implements it. Required by NewBackchannel and NewSSF,
+	// unused by the others.
 	Replays Replays
+	// SETs verifies Shared Signals SETs; *introspect.SETVerifier
+	// implements it. Required by NewSSF, unused by the others.
+	SETs SETVerifier
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 	// Logger receives one info line per accepted revocation. Nil means

@@ -4,20 +4,28 @@
 // RevokeRemote, used by `oidcgate revoke`; the OpenID Connect Back-Channel
 // Logout 1.0 receiver (Backchannel, POST /oauth2/backchannel-logout) and
 // the Front-Channel Logout 1.0 receiver (Frontchannel, GET
-// /oauth2/frontchannel-logout) on the public listener. The Shared Signals
-// receiver and the audit log join this package later; they share Config,
-// the Store interface and the retention rule (how long an entry is kept)
-// defined here.
+// /oauth2/frontchannel-logout) on the public listener; and the
+// tamper-evident audit log (Audit: hash-chained JSON Lines, fsync'd by
+// group commit; AuditedStore, which makes every revocation source write
+// its record before acknowledging; VerifyAuditFiles; GET /admin/audit).
+// The Shared Signals receiver (SSF, POST /ssf/events: RFC 8935 push of
+// CAEP and RISC SETs) lives here too. They share Config, the Store
+// interface and the retention rule (how long an entry is kept) defined
+// here.
 //
 // Guarantees: a revocation is answered 2xx only after Store.Revoke has
 // returned nil, which means it is durable; a failed write is answered 500
 // (admin) or 503 (logout receivers), never 2xx. A back-channel logout
 // token is verified (introspect) and its jti recorded in the replay cache
-// before anything is revoked; an invalid or replayed one changes nothing. Admin tokens are compared in constant time over SHA-256
-// digests of every configured token.
+// before anything is revoked; an invalid or replayed one changes nothing;
+// a SET likewise, its side effect happening once per jti. Admin tokens are compared in constant time over SHA-256
+// digests of every configured token. With an AuditedStore, a 2xx also
+// means the revocation's audit record is durable; a failed audit write is
+// answered non-2xx although the revocation stays applied.
 //
 // This package must never: import gateway (the two meet in the revocation
-// store); log, echo or record an admin token or a logout token; log a
+// store); log, echo or record an admin token, a logout token, a SET or a
+// transmitter's Authorization header; log a
 // revoked value in clear (every value, whatever its kind, is logged as a
 // SHA-256 prefix, so logs never carry a jti or session id that could be
 // replayed or correlated);

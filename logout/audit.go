@@ -1,0 +1,575 @@
+package logout
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oidcgate/oidcgate/cache"
+)
+
+// Audit defaults and bounds.
+const (
+	// defaultAuditMaxBytes is AuditConfig.MaxBytes when zero: 100 MiB.
+	defaultAuditMaxBytes = 100 << 20
+	// auditQueue bounds the records waiting for the writer; Append blocks
+	// (honouring its ctx) while it is full.
+	auditQueue = 4096
+	// auditMaxBatch bounds the records written with one fsync.
+	auditMaxBatch = 512
+	// maxAuditLine bounds one line: longer lines are refused when read.
+	maxAuditLine = 1 << 20
+	// rotatedLayout is the UTC timestamp suffix of a rotated file; it
+	// sorts lexically in time order.
+	rotatedLayout = "20060102T150405.000000000Z"
+)
+
+// GenesisHash is the prev of the first record ever written: 64 zeros.
+var GenesisHash = strings.Repeat("0", 2*sha256.Size)
+
+// ErrAuditClosed is returned by Append after Close.
+var ErrAuditClosed = errors.New("logout: audit log closed")
+
+// The event of a Record.
+const (
+	// EventRevocation is a revocation accepted by this replica.
+	EventRevocation = "revocation"
+	// EventApplied is a revocation accepted by another replica and applied
+	// to this replica's mirror.
+	EventApplied = "applied"
+	// EventAppLogout is the outcome of one app logout call.
+	EventAppLogout = "app_logout"
+)
+
+// The trigger of a Record, derived from the entry's Initiator by Trigger.
+const (
+	TriggerBackchannel  = "backchannel_logout"
+	TriggerFrontchannel = "frontchannel_logout"
+	TriggerRPLogout     = "rp_logout"
+	TriggerAdmin        = "admin"
+	TriggerRFC7009      = "rfc7009"
+	TriggerSSF          = "ssf"
+)
+
+// Triggers lists every trigger Trigger returns.
+var Triggers = []string{TriggerBackchannel, TriggerFrontchannel, TriggerRPLogout, TriggerAdmin, TriggerRFC7009, TriggerSSF}
+
+// Trigger names the source of a revocation from its initiator:
+// "backchannel:<iss> jti_sha256:<hex>" (back-channel logout),
+// "frontchannel:<iss>" (front-channel logout), "gateway:sign_out"
+// (RP-initiated logout at the gateway), "admin:<token name>" (admin API),
+// "rfc7009" or "rfc7009:<client>" (/revoke), "ssf:<transmitter> ..."
+// (Shared Signals). Any other initiator yields "".
+func Trigger(initiator string) string {
+	prefix, _, _ := strings.Cut(initiator, ":")
+	switch prefix {
+	case "backchannel":
+		return TriggerBackchannel
+	case "frontchannel":
+		return TriggerFrontchannel
+	case "admin":
+		return TriggerAdmin
+	case "rfc7009":
+		return TriggerRFC7009
+	case "ssf":
+		return TriggerSSF
+	case "gateway":
+		if initiator == "gateway:sign_out" {
+			return TriggerRPLogout
+		}
+	}
+	return ""
+}
+
+// AuditTarget is what a revocation names. Value is the entry's value as
+// stored: an identifier (sub, sid, client id, jti, session id) or, for an
+// opaque token revoked at /revoke, the token's hash; never a raw token.
+type AuditTarget struct {
+	Issuer string     `json:"issuer,omitempty"`
+	Kind   cache.Kind `json:"kind"`
+	Value  string     `json:"value"`
+}
+
+// AuditAppLogout is the outcome of one app logout call.
+type AuditAppLogout struct {
+	Route string `json:"route"`
+	// Session is a short digest of the gateway session id (never the id).
+	Session string `json:"session"`
+	// Outcome is ok, rejected, failed or dropped.
+	Outcome  string `json:"outcome"`
+	Status   int    `json:"status,omitempty"`
+	Attempts int    `json:"attempts"`
+}
+
+// Record is one line of the audit log. Its JSON field names are stable:
+// tools read them. Zero fields are omitted, except seq, time, event and
+// prev.
+type Record struct {
+	// Seq numbers the records of one chain from 1; Append sets it.
+	Seq uint64 `json:"seq"`
+	// Time is when the record was written; Append sets it when zero.
+	Time time.Time `json:"time"`
+	// Replica names the replica that wrote the record; Append sets it to
+	// AuditConfig.Replica when empty.
+	Replica   string        `json:"replica,omitempty"`
+	Event     string        `json:"event"`
+	Trigger   string        `json:"trigger,omitempty"`
+	Initiator string        `json:"initiator,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
+	Targets   []AuditTarget `json:"targets,omitempty"`
+	// RevokedAt is when the revocation was accepted (on its origin replica).
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// ReceivedAt is when this replica received the request.
+	ReceivedAt time.Time `json:"received_at,omitzero"`
+	// AppliedAt is when the revocation was enforced on this replica.
+	AppliedAt time.Time       `json:"applied_at,omitzero"`
+	AppLogout *AuditAppLogout `json:"app_logout,omitempty"`
+	// Prev is the hex SHA-256 of the previous line's bytes (without its
+	// newline); GenesisHash for the first record. Append sets it.
+	Prev string `json:"prev"`
+}
+
+// RecordOf returns the record of entry e for event (EventRevocation or
+// EventApplied): trigger, initiator, reason, target and revoked_at.
+func RecordOf(event string, e cache.Entry) Record {
+	return Record{
+		Event:     event,
+		Trigger:   Trigger(e.Initiator),
+		Initiator: e.Initiator,
+		Reason:    e.Reason,
+		Targets:   []AuditTarget{{Issuer: e.Issuer, Kind: e.Kind, Value: e.Value}},
+		RevokedAt: e.RevokedAt.UTC(),
+	}
+}
+
+// AuditConfig configures an Audit. The YAML key is `audit`.
+type AuditConfig struct {
+	// Path is the audit file, an absolute path. Required.
+	Path string `yaml:"path"`
+	// MaxBytes is the size after which the file is rotated (renamed to
+	// Path + "." + a UTC timestamp) before the next write. 0 means 100 MiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// Replica names this replica in every record. Empty leaves it out.
+	Replica string `yaml:"-"`
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time `yaml:"-"`
+	// Logger receives rotation and repair notes. Nil discards.
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// Validate reports every problem of c at once, each message starting with
+// its YAML key. It does no I/O.
+func (c AuditConfig) Validate() error {
+	var errs []error
+	switch {
+	case c.Path == "":
+		errs = append(errs, errors.New("path: required"))
+	case !filepath.IsAbs(c.Path):
+		errs = append(errs, errors.New("path: must be an absolute path"))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, errors.New("max_bytes: negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Audit is an append-only, hash-chained JSON Lines file. Append is safe
+// for concurrent use: one writer goroutine batches concurrent records and
+// makes them durable with one fsync per batch (group commit), so no caller
+// holds a lock across an fsync.
+type Audit struct {
+	cfg   AuditConfig
+	log   *slog.Logger
+	queue chan *auditReq
+	done  chan struct{}
+
+	mu     sync.RWMutex // guards closed and sends on queue
+	closed bool
+	once   sync.Once
+
+	// Owned by the writer goroutine.
+	f      *os.File
+	size   int64
+	seq    uint64
+	prev   string
+	broken error // set when the file's state is unknown: every write fails
+}
+
+type auditReq struct {
+	rec  Record
+	done chan error
+}
+
+// OpenAudit validates cfg, opens (or creates) the file and continues its
+// chain from its last line. A last line without its newline (a write torn
+// by a crash, never acknowledged) is cut off and logged. It starts the
+// writer; Close stops it.
+func OpenAudit(cfg AuditConfig) (*Audit, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("logout: audit: %w", err)
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = defaultAuditMaxBytes
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Audit{cfg: cfg, log: cfg.Logger, queue: make(chan *auditReq, auditQueue), done: make(chan struct{}), prev: GenesisHash}
+	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("logout: audit: %w", err)
+	}
+	if err := a.resume(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("logout: audit: %s: %w", cfg.Path, err)
+	}
+	if a.size == 0 {
+		if err := a.resumeRotated(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("logout: audit: %w", err)
+		}
+	}
+	if err := syncDir(cfg.Path); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("logout: audit: %w", err)
+	}
+	a.f = f
+	go a.write()
+	return a, nil
+}
+
+// resume reads f's last line into seq and prev, cutting off a torn tail,
+// and leaves f positioned at its end.
+func (a *Audit) resume(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	line, end, err := lastLine(f, size)
+	if err != nil {
+		return err
+	}
+	if end < size {
+		a.log.Warn("audit log: cutting off a torn last line (a write interrupted before it was acknowledged)", "path", a.cfg.Path, "bytes", size-end)
+		if err := f.Truncate(end); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		size = end
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		return err
+	}
+	a.size = size
+	if line == nil {
+		return nil
+	}
+	return a.continueFrom(line)
+}
+
+// resumeRotated continues the chain from the newest rotated file when the
+// current file is empty (a crash right after a rotation).
+func (a *Audit) resumeRotated() error {
+	rotated, err := RotatedAuditFiles(a.cfg.Path)
+	if err != nil || len(rotated) == 0 {
+		return err
+	}
+	last := rotated[len(rotated)-1]
+	f, err := os.Open(last)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	line, _, err := lastLine(f, st.Size())
+	if err != nil || line == nil {
+		return err
+	}
+	if err := a.continueFrom(line); err != nil {
+		return fmt.Errorf("%s: %w", last, err)
+	}
+	return nil
+}
+
+func (a *Audit) continueFrom(line []byte) error {
+	var r struct {
+		Seq uint64 `json:"seq"`
+	}
+	if err := json.Unmarshal(line, &r); err != nil || r.Seq == 0 {
+		return errors.New("last line is not an audit record; the chain cannot be continued (run oidcgate audit verify)")
+	}
+	a.seq, a.prev = r.Seq, hashLine(line)
+	return nil
+}
+
+// lastLine returns the last complete line of the first size bytes of f
+// (without its newline, nil if there is none) and the offset just after
+// that line's newline.
+func lastLine(f *os.File, size int64) ([]byte, int64, error) {
+	const chunk = 64 << 10
+	var tail []byte
+	for off := size; off > 0; {
+		n := min(int64(chunk), off)
+		off -= n
+		buf := make([]byte, n, n+int64(len(tail)))
+		if _, err := f.ReadAt(buf, off); err != nil {
+			return nil, 0, err
+		}
+		tail = append(buf, tail...)
+		last := bytes.LastIndexByte(tail, '\n')
+		if last < 0 {
+			if int64(len(tail)) > maxAuditLine+1 {
+				return nil, 0, errors.New("last line longer than 1 MiB")
+			}
+			continue
+		}
+		end := off + int64(last) + 1
+		start := bytes.LastIndexByte(tail[:last], '\n')
+		if start >= 0 || off == 0 {
+			return bytes.Clone(tail[start+1 : last]), end, nil
+		}
+		if int64(len(tail)) > 2*maxAuditLine+2 {
+			return nil, 0, errors.New("last line longer than 1 MiB")
+		}
+	}
+	return nil, 0, nil
+}
+
+// hashLine is the chain hash of one line (without its newline).
+func hashLine(line []byte) string {
+	d := sha256.Sum256(line)
+	return hex.EncodeToString(d[:])
+}
+
+// Append writes r and returns once it is written and fsync'd. It sets
+// r.Seq, r.Prev, r.Time (when zero) and r.Replica (when empty). A nil
+// error means the record is durable. When ctx ends first, Append returns
+// ctx's error; a record already queued may still be written. After Close
+// it returns ErrAuditClosed.
+func (a *Audit) Append(ctx context.Context, r Record) error {
+	req := &auditReq{rec: r, done: make(chan error, 1)}
+	if err := a.enqueue(ctx, req); err != nil {
+		return err
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("logout: audit: %w", ctx.Err())
+	}
+}
+
+func (a *Audit) enqueue(ctx context.Context, req *auditReq) error {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.closed {
+		return ErrAuditClosed
+	}
+	select {
+	case a.queue <- req:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("logout: audit: %w", ctx.Err())
+	}
+}
+
+// Close writes the records already queued, stops the writer and closes
+// the file. It is idempotent and safe to call concurrently with Append.
+func (a *Audit) Close() error {
+	var err error
+	a.once.Do(func() {
+		a.mu.Lock()
+		a.closed = true
+		close(a.queue)
+		a.mu.Unlock()
+		<-a.done
+		err = a.f.Close()
+	})
+	return err
+}
+
+// Path is the current file's path.
+func (a *Audit) Path() string { return a.cfg.Path }
+
+// write is the writer goroutine: it takes what is queued, up to
+// auditMaxBatch records, and commits it with one fsync.
+func (a *Audit) write() {
+	defer close(a.done)
+	batch := make([]*auditReq, 0, auditMaxBatch)
+	buf := make([]byte, 0, 64<<10)
+	for first := range a.queue {
+		batch = append(batch[:0], first)
+	more:
+		for len(batch) < auditMaxBatch {
+			select {
+			case r, ok := <-a.queue:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		buf = a.commit(batch, buf[:0])
+	}
+}
+
+// commit writes batch and answers each request. It returns buf for reuse.
+func (a *Audit) commit(batch []*auditReq, buf []byte) []byte {
+	if a.broken == nil && a.size >= a.cfg.MaxBytes {
+		if err := a.rotate(); err != nil {
+			a.broken = fmt.Errorf("logout: audit: rotation failed: %w", err)
+			a.log.Error("audit log: rotation failed; refusing every record until restarted", "path", a.cfg.Path, "error", err)
+		}
+	}
+	if a.broken != nil {
+		for _, r := range batch {
+			r.done <- a.broken
+		}
+		return buf
+	}
+	seq, prev := a.seq, a.prev
+	errs := make([]error, len(batch))
+	now := a.cfg.Now().UTC()
+	for i, req := range batch {
+		rec := req.rec
+		rec.Seq, rec.Prev = seq+1, prev
+		if rec.Time.IsZero() {
+			rec.Time = now
+		}
+		if rec.Replica == "" {
+			rec.Replica = a.cfg.Replica
+		}
+		line, err := json.Marshal(rec)
+		if err != nil {
+			errs[i] = fmt.Errorf("logout: audit: %w", err)
+			continue
+		}
+		buf = append(append(buf, line...), '\n')
+		seq, prev = rec.Seq, hashLine(line)
+	}
+	if err := a.persist(buf); err != nil {
+		for _, r := range batch {
+			r.done <- err
+		}
+		return buf
+	}
+	a.seq, a.prev = seq, prev
+	for i, r := range batch {
+		r.done <- errs[i]
+	}
+	return buf
+}
+
+// persist appends buf and fsyncs. On failure it cuts the file back to its
+// last good size so the chain stays intact; if even that fails, the audit
+// is broken for good.
+func (a *Audit) persist(buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	_, err := a.f.Write(buf)
+	if err == nil {
+		err = a.f.Sync()
+	}
+	if err == nil {
+		a.size += int64(len(buf))
+		return nil
+	}
+	err = fmt.Errorf("logout: audit: write: %w", err)
+	if terr := a.f.Truncate(a.size); terr != nil {
+		a.broken = err
+		a.log.Error("audit log: a failed write could not be undone; refusing every record until restarted", "path", a.cfg.Path, "error", err)
+	} else if _, serr := a.f.Seek(a.size, io.SeekStart); serr != nil {
+		a.broken = err
+	}
+	return err
+}
+
+// rotate renames the current file to Path.<UTC timestamp> and starts an
+// empty one; the chain (seq, prev) continues into it.
+func (a *Audit) rotate() error {
+	if err := a.f.Close(); err != nil {
+		return err
+	}
+	t := a.cfg.Now().UTC()
+	name := a.cfg.Path + "." + t.Format(rotatedLayout)
+	for {
+		if _, err := os.Lstat(name); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		t = t.Add(time.Nanosecond)
+		name = a.cfg.Path + "." + t.Format(rotatedLayout)
+	}
+	if err := os.Rename(a.cfg.Path, name); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(a.cfg.Path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	a.f, a.size = f, 0
+	if err := syncDir(a.cfg.Path); err != nil {
+		return err
+	}
+	a.log.Info("audit log rotated", "path", a.cfg.Path, "rotated_to", name, "seq", a.seq)
+	return nil
+}
+
+// syncDir fsyncs the directory holding path, so a created or renamed file
+// survives a crash.
+func syncDir(path string) error {
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// RotatedAuditFiles returns the rotated files of the audit file path
+// (path.<UTC timestamp>), oldest first.
+func RotatedAuditFiles(path string) ([]string, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if ts, ok := strings.CutPrefix(e.Name(), base+"."); ok && e.Type().IsRegular() && isRotatedSuffix(ts) {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	// ReadDir sorts by name and the suffix sorts in time order.
+	return out, nil
+}
+
+func isRotatedSuffix(s string) bool {
+	_, err := time.Parse(rotatedLayout, s)
+	return err == nil && len(s) == len(rotatedLayout)
+}

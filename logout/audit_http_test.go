@@ -1,0 +1,104 @@
+package logout
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/oidcgate/oidcgate/cache"
+)
+
+func TestAuditHandler(t *testing.T) {
+	f := newFixture(t, nil)
+	at := func(m int) time.Time { return time.Date(2026, 3, 1, 12, m, 0, 0, time.UTC) }
+	var now time.Time
+	a := openTestAudit(t, AuditConfig{Path: filepath.Join(t.TempDir(), "audit.jsonl"), MaxBytes: 600, Now: func() time.Time { return now }})
+	add := func(m int, initiator, sub string) {
+		now = at(m)
+		r := RecordOf(EventRevocation, cache.Entry{Issuer: issA, Kind: cache.KindSub, Value: sub, RevokedAt: at(m), Initiator: initiator})
+		if err := a.Append(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(1, "admin:ops", "alice")
+	add(2, "backchannel:"+issA+" jti_sha256:00", "alice")
+	add(3, "admin:ops", "bob")
+	add(4, "rfc7009", "carol")
+	add(5, "admin:ci", sha256Hex("dave"))
+	if rotated, _ := RotatedAuditFiles(a.Path()); len(rotated) == 0 {
+		t.Fatal("no rotation happened; the test wants records across files")
+	}
+	h := f.admin.AuditHandler(a)
+	tests := []struct {
+		query      string
+		wantStatus int
+		wantMins   []int // the records' minutes, newest first
+	}{
+		{"", http.StatusOK, []int{5, 4, 3, 2, 1}},
+		{"sub=alice", http.StatusOK, []int{2, 1}},
+		{"sub=" + sha256Hex("alice"), http.StatusOK, []int{2, 1}},
+		{"sub=dave", http.StatusOK, []int{5}},
+		{"trigger=admin", http.StatusOK, []int{5, 3, 1}},
+		{"since=2026-03-01T12:02:00Z&until=2026-03-01T12:04:00Z", http.StatusOK, []int{4, 3, 2}},
+		{"since=2026-03-01T12:04:00Z", http.StatusOK, []int{5, 4}},
+		{"limit=2", http.StatusOK, []int{5, 4}},
+		{"sub=nobody", http.StatusOK, []int{}},
+		{"limit=0", http.StatusBadRequest, nil},
+		{"limit=1001", http.StatusBadRequest, nil},
+		{"since=yesterday", http.StatusBadRequest, nil},
+		{"trigger=magic", http.StatusBadRequest, nil},
+		{"sub=a&sub=b", http.StatusBadRequest, nil},
+		{"kind=sub", http.StatusBadRequest, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			w := serve(t, h, newRequest(http.MethodGet, "/admin/audit?"+tt.query, tokCI, "", ""))
+			if w.Code != tt.wantStatus {
+				t.Fatalf("status: got %d %s; want %d", w.Code, w.Body, tt.wantStatus)
+			}
+			if tt.wantMins == nil {
+				return
+			}
+			var body struct {
+				Records []Record `json:"records"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Records == nil {
+				t.Fatalf("body %s: %v; want a records array", w.Body, err)
+			}
+			got := []int{}
+			for _, r := range body.Records {
+				got = append(got, r.Time.Minute())
+			}
+			if !slices.Equal(got, tt.wantMins) {
+				t.Errorf("records (minutes): got %v; want %v", got, tt.wantMins)
+			}
+		})
+	}
+}
+
+func TestAuditHandlerAuth(t *testing.T) {
+	f := newFixture(t, nil)
+	h := f.admin.AuditHandler(openTestAudit(t, AuditConfig{}))
+	tests := []struct {
+		name, method, token string
+		wantStatus          int
+		wantChallenge       string
+	}{
+		{"no token", http.MethodGet, "", http.StatusUnauthorized, `Bearer realm="oidcgate-admin"`},
+		{"wrong token", http.MethodGet, "x" + tokOps, http.StatusUnauthorized, `Bearer realm="oidcgate-admin", error="invalid_token"`},
+		{"post", http.MethodPost, tokOps, http.StatusMethodNotAllowed, ""},
+		{"ok", http.MethodGet, tokOps, http.StatusOK, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := serve(t, h, newRequest(tt.method, "/admin/audit", tt.token, "", ""))
+			if w.Code != tt.wantStatus || w.Header().Get("WWW-Authenticate") != tt.wantChallenge {
+				t.Errorf("got %d, challenge %q; want %d, %q", w.Code, w.Header().Get("WWW-Authenticate"), tt.wantStatus, tt.wantChallenge)
+			}
+		})
+	}
+}
