@@ -6,12 +6,16 @@ import (
 	"strings"
 )
 
-// appAAD binds a sealed app cookie to the gateway session and the cookie's
-// name: it opens only under that session, as that cookie.
-func appAAD(sessionID, name string) []byte {
-	b := make([]byte, 0, len(sessionID)+1+len(name))
-	b = append(b, sessionID...)
-	b = append(b, 0)
+// appAAD binds a sealed app cookie to the gateway session, the route
+// (host and path prefix) and the cookie's name: it opens only under that
+// session, for that route's app, as that cookie — two apps on one host
+// that both use JSESSIONID never receive each other's.
+func (rt *route) appAAD(sessionID, name string) []byte {
+	b := make([]byte, 0, len(sessionID)+len(rt.host)+len(rt.prefix)+len(name)+3)
+	for _, part := range []string{sessionID, rt.host, rt.prefix} {
+		b = append(b, part...)
+		b = append(b, 0)
+	}
 	return append(b, name...)
 }
 
@@ -97,7 +101,7 @@ func (rt *route) openApp(value, sessionID, name string) (string, bool) {
 	if sessionID == "" {
 		return "", false
 	}
-	plain, ok := rt.g.appSeal.open(strings.Trim(value, `"`), appAAD(sessionID, name), nil)
+	plain, ok := rt.g.appSeal.open(strings.Trim(value, `"`), rt.appAAD(sessionID, name), nil)
 	return string(plain), ok
 }
 
@@ -195,7 +199,7 @@ func (rt *route) sealOne(line, name string, st *proxyState) string {
 	if rt.logoutURL != "" {
 		rt.g.appLogout.observe(st.session, rt, map[string]string{name: c.Value})
 	}
-	c.Value = rt.g.appSeal.seal([]byte(c.Value), appAAD(st.session.ID, name))
+	c.Value = rt.g.appSeal.seal([]byte(c.Value), rt.appAAD(st.session.ID, name))
 	c.Raw, c.Unparsed = "", nil
 	return c.String()
 }

@@ -101,6 +101,41 @@ func TestSealedAppCookies(t *testing.T) {
 			}
 		})
 	}
+	t.Run("sealed for another route's app", func(t *testing.T) {
+		// Two apps on one host, both with JSESSIONID: the cookie sealed for
+		// /app must never reach the app behind /other.
+		e := newEnv(t, func(c *Config) {
+			c.Routes = append(c.Routes, Route{PathPrefix: "/other", Upstream: c.Routes[0].Upstream, Auth: AuthBrowser, AppSessionCookies: []string{"JSESSIONID"}})
+		})
+		b := e.browser(t)
+		b.login(e, "/app/")
+		res := b.get(e.srv.URL+"/app/login", nil)
+		var sealed string
+		for _, c := range res.Cookies() {
+			if c.Name == "JSESSIONID" {
+				sealed = c.Value
+			}
+		}
+		if sealed == "" {
+			t.Fatal("no sealed JSESSIONID")
+		}
+		b.setCookie(e, &http.Cookie{Name: "JSESSIONID", Value: sealed, Path: "/"})
+		res = b.get(e.srv.URL+"/other/x", nil)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("status: got %d", res.StatusCode)
+		}
+		if got := seenBy(t, res).Header.Get("Cookie"); strings.Contains(got, "JSESSIONID") {
+			t.Errorf("upstream of /other got %q; want no JSESSIONID", got)
+		}
+	})
+	t.Run("session id in the path", func(t *testing.T) {
+		for _, p := range []string{"/app/x;jsessionid=" + real, "/app/x;JSESSIONID=abc", "/app/x%3Bjsessionid=abc"} {
+			res := b.get(e.srv.URL+p, nil)
+			if res.StatusCode != http.StatusBadRequest {
+				t.Errorf("%s: got %d; want 400", p, res.StatusCode)
+			}
+		}
+	})
 	t.Run("103 Early Hints", func(t *testing.T) {
 		var interim []string
 		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{

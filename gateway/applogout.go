@@ -39,6 +39,32 @@ const (
 	outcomeDropped  = "dropped"  // the queue was full or the gateway closing
 )
 
+// AppLogoutObserver learns app logout outcomes; the CLI writes them to
+// the audit log. AppLogoutDone is called from the app logout workers and,
+// for a call dropped because the queue is full, from the goroutine that
+// queued it (a request or the store's subscription): it must not block.
+type AppLogoutObserver interface {
+	AppLogoutDone(ctx context.Context, o AppLogoutOutcome)
+}
+
+// AppLogoutOutcome is the result of one app logout call.
+type AppLogoutOutcome struct {
+	// Route is the route's label.
+	Route string
+	// Session is a short digest of the gateway session id, never the id.
+	Session string
+	// Issuer, Subject and SID are the session's (SID may be empty).
+	Issuer, Subject, SID string
+	// Outcome is ok (2xx or 3xx), rejected (4xx other than 408 and 429),
+	// failed (every attempt failed) or dropped (never attempted: queue full
+	// or gateway closing).
+	Outcome string
+	// Status is the app's last HTTP status; 0 when none was received.
+	Status int
+	// Attempts is how many calls were made.
+	Attempts int
+}
+
 // appLogout calls routes' app_logout_url when a session is revoked. It
 // learns a session's real app cookies from a bounded, expiring in-memory
 // registry (updated when the gateway seals a Set-Cookie or opens a request
@@ -53,6 +79,8 @@ type appLogout struct {
 	now    func() time.Time
 	skew   time.Duration
 	count  map[string]prometheus.Counter
+	// observer learns every outcome; nil means none does.
+	observer AppLogoutObserver
 
 	ctx    context.Context // canceled when Close's drain bound passes
 	cancel context.CancelFunc
@@ -75,10 +103,11 @@ type logoutJob struct {
 }
 
 type logoutCall struct {
-	url     string
-	route   string
-	session string // logID of the session id
-	cookie  string // the Cookie field: real values, never logged
+	url           string
+	route         string
+	session       string // logID of the session id
+	iss, sub, sid string // the session's
+	cookie        string // the Cookie field: real values, never logged
 }
 
 func newAppLogout(cfg AppLogoutConfig, client *http.Client, log *slog.Logger, now func() time.Time, skew time.Duration, m *metrics) *appLogout {
@@ -157,6 +186,7 @@ func (a *appLogout) enqueue(j logoutJob) {
 	if j.call != nil {
 		a.log.LogAttrs(context.Background(), slog.LevelWarn, "app logout dropped",
 			slog.String("route", j.call.route), slog.String("session", j.call.session))
+		a.report(j.call, outcomeDropped, 0, 0)
 	} else {
 		a.log.LogAttrs(context.Background(), slog.LevelWarn, "revocation dropped by app logout",
 			slog.String("kind", string(j.entry.Kind)))
@@ -182,7 +212,7 @@ func (a *appLogout) once(s *session, rt *route, real map[string]string) {
 	if rt.logoutURL == "" || len(real) == 0 || !a.reg.take(s, rt, a.now()) {
 		return
 	}
-	a.enqueue(logoutJob{call: newLogoutCall(s.ID, rt, real)})
+	a.enqueue(logoutJob{call: newLogoutCall(s.ID, s.Issuer, s.Subject, s.SID, rt, real)})
 }
 
 // observe records real app cookies of a live session.
@@ -195,12 +225,23 @@ func (a *appLogout) forget(sessionID string, rt *route, name string) {
 	a.reg.forget(sessionID, rt, name)
 }
 
-func newLogoutCall(sessionID string, rt *route, real map[string]string) *logoutCall {
+func newLogoutCall(sessionID, iss, sub, sid string, rt *route, real map[string]string) *logoutCall {
 	pairs := make([]string, 0, len(real))
 	for _, name := range slices.Sorted(maps.Keys(real)) {
 		pairs = append(pairs, name+"="+real[name])
 	}
-	return &logoutCall{url: rt.logoutURL, route: rt.label, session: logID(sessionID), cookie: strings.Join(pairs, "; ")}
+	return &logoutCall{url: rt.logoutURL, route: rt.label, session: logID(sessionID), iss: iss, sub: sub, sid: sid, cookie: strings.Join(pairs, "; ")}
+}
+
+// report tells the observer, if any, the outcome of c.
+func (a *appLogout) report(c *logoutCall, outcome string, status, attempts int) {
+	if a.observer == nil {
+		return
+	}
+	a.observer.AppLogoutDone(context.Background(), AppLogoutOutcome{
+		Route: c.route, Session: c.session, Issuer: c.iss, Subject: c.sub, SID: c.sid,
+		Outcome: outcome, Status: status, Attempts: attempts,
+	})
 }
 
 // call POSTs to the app's logout URL with its real cookies, retrying
@@ -241,6 +282,7 @@ func (a *appLogout) call(c *logoutCall) {
 	a.log.LogAttrs(context.Background(), level, "app logout",
 		slog.String("route", c.route), slog.String("session", c.session),
 		slog.String("outcome", outcome), slog.Int("status", status), slog.Int("attempts", attempts))
+	a.report(c, outcome, status, attempts)
 }
 
 // attempt makes one call; retry reports whether it may be repeated.
@@ -365,7 +407,7 @@ func (g *registry) match(e cache.Entry, skew time.Duration, now time.Time) []*lo
 			hit = r.iss == e.Issuer && r.sub == e.Value && !r.iat.After(e.RevokedAt.Add(skew))
 		}
 		if hit && k.route.logoutURL != "" {
-			calls = append(calls, newLogoutCall(k.session, k.route, r.cookies))
+			calls = append(calls, newLogoutCall(k.session, r.iss, r.sub, r.sid, k.route, r.cookies))
 			r.done, r.cookies = true, nil
 		}
 	}

@@ -207,6 +207,10 @@ type Config struct {
 	ClockSkew time.Duration
 	// AppLogout bounds app logout calls.
 	AppLogout AppLogoutConfig
+	// AppLogoutObserver, when not nil, learns the outcome of every app
+	// logout call (and of every call dropped before it was made). Nil
+	// means outcomes are only logged and counted.
+	AppLogoutObserver AppLogoutObserver
 	// MaxAuthorizationBytes bounds the Authorization header; a longer one
 	// is refused (400 invalid_request) without being parsed. 0 means
 	// DefaultMaxAuthorizationBytes.

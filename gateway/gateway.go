@@ -176,6 +176,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if slices.ContainsFunc(routes, func(rt *route) bool { return rt.logoutURL != "" }) {
 		g.appLogout = newAppLogout(cfg.AppLogout, g.client, g.log, g.now, g.skew, m)
+		g.appLogout.observer = cfg.AppLogoutObserver
 		g.appLogout.start(cfg.Sessions)
 	}
 	return g, nil
@@ -330,6 +331,14 @@ func (rt *route) match(r *http.Request, _ *mux.RouteMatch) bool {
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &proxyState{}
+	if rt.sessionIDInPath(r) {
+		// A sealed app cookie is worthless if the app also takes its
+		// session id from the URL (";jsessionid=..."): refused, never
+		// passed on.
+		plainError(w, http.StatusBadRequest, "session ids in the URL are not accepted")
+		rt.metrics.done(decInvalidRequest, start)
+		return
+	}
 	auth := rt.auth
 	if auth == AuthEither {
 		// An Authorization header means an API client: judged as bearer.
@@ -606,4 +615,22 @@ func validHeaderValue(v string) bool {
 		}
 	}
 	return true
+}
+
+// sessionIDInPath reports whether r's path carries one of the route's app
+// session cookies as a path parameter (";JSESSIONID=..." in any case,
+// percent-encoded or not), as servlet containers accept.
+func (rt *route) sessionIDInPath(r *http.Request) bool {
+	if len(rt.appNames) == 0 {
+		return false
+	}
+	for _, p := range []string{r.URL.EscapedPath(), r.URL.Path} {
+		p = strings.ToLower(p)
+		for _, name := range rt.appNames {
+			if strings.Contains(p, ";"+strings.ToLower(name)+"=") || strings.Contains(p, "%3b"+strings.ToLower(name)+"=") {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -258,21 +258,29 @@ func ownCookie(name, base string) bool {
 		(isSessionCookie(name, base) || strings.HasPrefix(name, base+loginCookieInfix))
 }
 
-// cookieValue returns the value of the first cookie called name in h's
-// Cookie fields (RFC 6265 §5.4: "name=value" pairs separated by "; "). It
-// does not allocate.
+// cookieValue returns the value of the one cookie called name in h's
+// Cookie fields (RFC 6265 §5.4: "name=value" pairs separated by "; "); a
+// name sent twice counts as absent. It does not allocate.
 func cookieValue(h http.Header, name string) (string, bool) {
+	var value string
+	found := false
 	for _, line := range h["Cookie"] {
 		for line != "" {
 			var pair string
 			pair, line, _ = strings.Cut(line, ";")
 			pair = strings.TrimSpace(pair)
 			if n, v, ok := strings.Cut(pair, "="); ok && n == name {
-				return strings.Trim(v, `"`), true
+				if found {
+					// Two cookies of one name: one may have been planted by a
+					// sibling host or another path (RFC 6265 §8.6); trust
+					// neither.
+					return "", false
+				}
+				value, found = strings.Trim(v, `"`), true
 			}
 		}
 	}
-	return "", false
+	return value, found
 }
 
 // cookieNames lists the names of h's cookies.

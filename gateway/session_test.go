@@ -136,3 +136,25 @@ func TestSessionChunks(t *testing.T) {
 		}
 	}
 }
+
+func TestCookieValue(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		header []string
+		want   string
+		ok     bool
+	}{
+		{"one", []string{"a=1; s=v; b=2"}, "v", true},
+		{"quoted", []string{`s="v"`}, "v", true},
+		{"absent", []string{"a=1"}, "", false},
+		{"twice in one field", []string{"s=mine; s=planted"}, "", false},
+		{"twice across fields", []string{"s=mine", "s=planted"}, "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := cookieValue(http.Header{"Cookie": tt.header}, "s")
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("got %q, %v; want %q, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
