@@ -51,6 +51,22 @@ type Config struct {
 	// IntrospectionClients may call /introspect and /revoke on the
 	// internal listener; none means nobody may.
 	IntrospectionClients []introspect.Client `yaml:"introspection_clients"`
+	// Audit is the tamper-evident audit log; without audit.path nothing
+	// is audited.
+	Audit logout.AuditConfig `yaml:"audit"`
+	// SSF is the Shared Signals receiver; without transmitters it is off.
+	SSF SSFConfig `yaml:"ssf"`
+}
+
+// SSFConfig is the YAML key `ssf`: the Shared Signals (RFC 8935 push)
+// receiver at /ssf/events.
+type SSFConfig struct {
+	// Transmitters are the trusted SET transmitters; none means the
+	// receiver is off and /ssf/events is not mounted.
+	Transmitters []introspect.Transmitter `yaml:"transmitters"`
+	// Public mounts /ssf/events on the public listener (for transmitters
+	// on the internet) instead of the internal one.
+	Public bool `yaml:"public"`
 }
 
 // StoreConfig selects the revocation store backend.
@@ -68,16 +84,21 @@ type StoreConfig struct {
 	OnUnavailable cache.Unavailable `yaml:"on_unavailable"`
 	// MaxStaleness is how long a replica may be out of sync; 0 means 30s.
 	MaxStaleness time.Duration `yaml:"max_staleness"`
+	// HeartbeatInterval is how often a replica records itself as alive in
+	// Redis, for `oidcgate verify-revocation`; a replica silent for three
+	// intervals counts as down. 0 means 5s.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 }
 
 // redisConfig is the cache configuration of the redis backend, the mirror
 // in dataDir.
 func (c StoreConfig) redisConfig(dataDir string) cache.RedisConfig {
 	return cache.RedisConfig{
-		Redis:         c.Redis,
-		Local:         cache.Config{Path: filepath.Join(dataDir, storeFile)},
-		OnUnavailable: c.OnUnavailable,
-		MaxStaleness:  c.MaxStaleness,
+		Redis:             c.Redis,
+		Local:             cache.Config{Path: filepath.Join(dataDir, storeFile)},
+		OnUnavailable:     c.OnUnavailable,
+		MaxStaleness:      c.MaxStaleness,
+		HeartbeatInterval: c.HeartbeatInterval,
 	}
 }
 
@@ -93,19 +114,14 @@ func (c StoreConfig) validate(dataDir string) []error {
 		if c.OnUnavailable != "" || c.MaxStaleness != 0 {
 			errs = append(errs, errors.New("store.on_unavailable: only used with backend: redis (as is max_staleness)"))
 		}
+		if c.HeartbeatInterval != 0 {
+			errs = append(errs, errors.New("store.heartbeat_interval: only used with backend: redis"))
+		}
 		return errs
 	case "redis":
 		return prefixed("store", c.redisConfig(dataDir).Validate())
 	}
 	return []error{fmt.Errorf("store.backend: %q is not one of memory, redis", c.Backend)}
-}
-
-// laterKeys are contract keys whose features have not landed yet. Naming
-// them gives a clearer error than "unknown key", and refusing them is safer
-// than accepting a setting that would do nothing.
-var laterKeys = map[string]string{
-	"ssf":   "the Shared Signals receiver",
-	"audit": "the audit log",
 }
 
 // loadConfig reads, expands and decodes path, then validates the result.
@@ -142,15 +158,7 @@ func parseConfig(data []byte, lookupEnv func(string) (string, bool)) (*Config, e
 	if doc.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("line %d: the config must be a mapping of keys", doc.Line)
 	}
-	var errs []error
-	for i := 0; i+1 < len(doc.Content); i += 2 {
-		if what, ok := laterKeys[doc.Content[i].Value]; ok {
-			errs = append(errs, fmt.Errorf("%s: not supported yet (%s has not landed)", doc.Content[i].Value, what))
-			doc.Content = append(doc.Content[:i], doc.Content[i+2:]...)
-			i -= 2
-		}
-	}
-	errs = append(errs, checkKeys(doc, reflect.TypeOf(Config{}), "")...)
+	errs := checkKeys(doc, reflect.TypeOf(Config{}), "")
 	errs = append(errs, expandEnv(doc, "", lookupEnv)...)
 	// Decode ignores the unknown keys reported above, so Validate still
 	// runs and every problem of the file is reported at once.
@@ -314,9 +322,6 @@ func (c *Config) applyDefaults() {
 	if c.Store.Backend == "" {
 		c.Store.Backend = "memory"
 	}
-	if c.Session.MaxAge == 0 {
-		c.Session.MaxAge = defaultSessionMaxAge
-	}
 	if c.Session.Issuer == "" {
 		// The one issuer the gateway has a client at logs browsers in.
 		var withClient []string
@@ -331,6 +336,12 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Issuers {
 		c.Issuers[i] = c.Issuers[i].WithDefaults()
+	}
+	if c.Session.MaxAge == 0 {
+		c.Session.MaxAge = defaultSessionMaxAge
+		if _, at := c.login(); at >= 0 {
+			c.Session.MaxAge = min(c.Session.MaxAge, c.Issuers[at].MaxTokenLifetime)
+		}
 	}
 	for i := range c.Routes {
 		if c.Routes[i].Auth == "" {
@@ -370,6 +381,12 @@ func (c *Config) Validate() error {
 	if c.Session.Issuer != "" && at < 0 {
 		errs = append(errs, fmt.Errorf("session.issuer: %q is not one of the configured issuers", c.Session.Issuer))
 	}
+	if at >= 0 && c.Issuers[at].MaxTokenLifetime > 0 && c.Session.MaxAge > c.Issuers[at].MaxTokenLifetime {
+		// Revocations of the issuer's sid and sub are kept for its
+		// max_token_lifetime: a session living longer would come back
+		// once the entry that killed it expired.
+		errs = append(errs, fmt.Errorf("session.max_age: longer than issuers[%d].max_token_lifetime (%s), for which revocations are kept", at, c.Issuers[at].MaxTokenLifetime))
+	}
 	gw := gateway.Config{Routes: c.Routes, PublicURL: c.PublicURL, Session: c.Session, Login: login}
 	if c.ClockSkew != nil {
 		gw.ClockSkew = *c.ClockSkew
@@ -386,7 +403,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	add("admin", c.Admin.Validate())
+	if c.Audit.Path != "" || c.Audit.MaxBytes != 0 {
+		add("audit", c.Audit.Validate())
+	}
 	add("", introspect.ServerConfig{Clients: c.IntrospectionClients}.Validate())
+	if len(c.SSF.Transmitters) > 0 || c.SSF.Public {
+		add("ssf", introspect.SETConfig{Transmitters: c.SSF.Transmitters}.Validate())
+	}
 	return errors.Join(errs...)
 }
 

@@ -174,13 +174,26 @@ func TestParseConfigUnknownKeys(t *testing.T) {
 	})
 }
 
-func TestParseConfigLaterKeys(t *testing.T) {
-	for _, key := range []string{"ssf", "audit"} {
-		t.Run(key, func(t *testing.T) {
-			_, err := parseConfig([]byte(configText(key+": {}\n", "", "")), envOf(defaultEnv))
-			wantLines(t, err, key+": not supported yet")
-		})
+func TestParseConfigSSF(t *testing.T) {
+	text := configText("ssf:\n  public: true\n  transmitters:\n    - {issuer: https://ssf.example.com, jwks_uri: https://ssf.example.com/jwks, audience: gw, authorization_header: '${SSF_AUTH}'}\n", "", "")
+	env := map[string]string{"ADMIN_TOKEN": defaultEnv["ADMIN_TOKEN"], "SSF_AUTH": "Bearer push-secret"}
+	cfg, err := parseConfig([]byte(text), envOf(env))
+	if err != nil {
+		t.Fatalf("got %v; want a valid config", err)
 	}
+	if tr := cfg.SSF.Transmitters; !cfg.SSF.Public || len(tr) != 1 || tr[0].Audience != "gw" || string(tr[0].AuthorizationHeader) != "Bearer push-secret" {
+		t.Errorf("got %+v; want the public transmitter with the expanded header", cfg.SSF)
+	}
+	bad := configText("ssf:\n  transmitters:\n    - {issuer: http://ssf.example.com, audience: gw}\n    - {issuer: http://ssf.example.com, jwks_uri: https://x/jwks, audience: gw, authorisation: x}\n", "", "")
+	_, err = parseConfig([]byte(bad), envOf(defaultEnv))
+	wantLines(t, err,
+		"ssf.transmitters[1].authorisation: unknown key",
+		"ssf.transmitters[0].issuer: must use https",
+		"ssf.transmitters[0].jwks_uri: required",
+		"ssf.transmitters[1].issuer: duplicate of transmitters[0]",
+	)
+	_, err = parseConfig([]byte(configText("ssf: {public: true}\n", "", "")), envOf(defaultEnv))
+	wantLines(t, err, "ssf.transmitters: at least one transmitter is required")
 }
 
 func TestParseConfigIntrospectionClients(t *testing.T) {
@@ -193,12 +206,12 @@ func TestParseConfigIntrospectionClients(t *testing.T) {
 }
 
 func TestParseConfigAllProblemsAtOnce(t *testing.T) {
-	text := configText("ssf: {}\npublic_url: ${PUBLIC_URL}\n", "foo: bar\n", "upstrem: http://x\n")
+	text := configText("ssf: {transmitters: [{issuer: x}]}\npublic_url: ${PUBLIC_URL}\n", "foo: bar\n", "upstrem: http://x\n")
 	text = strings.Replace(text, "http://127.0.0.1:3000", "not a url", 1)
 	text = strings.Replace(text, "data_dir: /var/lib/oidcgate\n", "", 1)
 	_, err := parseConfig([]byte(text), envOf(map[string]string{"ADMIN_TOKEN": "short"}))
 	wantLines(t, err,
-		"ssf: not supported yet",
+		"ssf.transmitters[0].issuer: not an absolute URL",
 		"public_url: environment variable PUBLIC_URL is not set",
 		"issuers[0].foo: unknown key",
 		"routes[0].upstrem: unknown key",
@@ -422,4 +435,21 @@ func TestLoadConfigFile(t *testing.T) {
 	if _, err := loadConfig(big); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("oversize file: got %v; want a size error", err)
 	}
+}
+
+// TestParseConfigSessionLifetime: a browser session must not outlive the
+// revocations of its issuer's sid and sub; by default it is capped.
+func TestParseConfigSessionLifetime(t *testing.T) {
+	browser := "client_id: gw\nclient_secret: gw-secret\n"
+	route := "auth: browser\n"
+	session := "public_url: https://gw.example.com\nsession:\n  secret: 0123456789abcdef0123456789abcdef\n"
+	cfg, err := parseConfig([]byte(configText(session, browser, route)), envOf(defaultEnv))
+	if err != nil {
+		t.Fatalf("default max_age: %v", err)
+	}
+	if cfg.Session.MaxAge != time.Hour || cfg.Session.Issuer != "https://idp.example.com" {
+		t.Errorf("defaults: got max_age %s, issuer %q; want 1h (the issuer's max_token_lifetime), https://idp.example.com", cfg.Session.MaxAge, cfg.Session.Issuer)
+	}
+	_, err = parseConfig([]byte(configText(session+"  max_age: 2h\n", browser, route)), envOf(defaultEnv))
+	wantLines(t, err, "session.max_age: longer than issuers[0].max_token_lifetime (1h0m0s), for which revocations are kept")
 }

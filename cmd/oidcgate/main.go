@@ -25,6 +25,10 @@ Usage:
   oidcgate check-config FILE         validate a config; list every problem
   oidcgate revoke --sub|--sid|--jti|--client|--session VALUE [--issuer ISS] [--reason TEXT]
                                      revoke through a running gateway's admin API
+  oidcgate verify-revocation --sub|--sid|--jti|--client|--session VALUE [--issuer ISS]
+                                     check that every replica applied a revocation
+                                     (exit 0 applied everywhere, 1 otherwise)
+  oidcgate audit verify FILE...      check the audit log's hash chain (current and rotated files)
   oidcgate version                   print the version
 
 Run "oidcgate COMMAND --help" for a command's flags.
@@ -54,6 +58,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheckConfig(rest, stdout, stderr)
 	case "revoke":
 		err = cmdRevoke(ctx, rest, stdout, stderr)
+	case "verify-revocation":
+		err = cmdVerifyRevocation(ctx, rest, stdout, stderr)
+	case "audit":
+		err = cmdAudit(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "oidcgate", version())
 	case "help", "-h", "--help":

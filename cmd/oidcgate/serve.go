@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -34,6 +35,7 @@ const storeFile = "revocations.db"
 type revocationStore interface {
 	introspect.Revocations
 	logout.Store
+	logout.Applier
 	Len() int
 	Subscribe(fn func(cache.Entry)) (cancel func())
 	FirstSeen(ctx context.Context, key string, until time.Time) (bool, error)
@@ -57,6 +59,8 @@ type gatewayApp struct {
 	internal *http.Server
 	publicLn net.Listener
 	intLn    net.Listener
+	audit    *logout.Audit // nil without audit.path
+	feed     *auditFeed    // nil without audit.path
 }
 
 // newGateway opens the store, builds every component and binds both
@@ -80,6 +84,16 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		Help: "Revocation entries currently enforced by this replica.",
 	}, func() float64 { return float64(a.store.Len()) }))
 
+	// revoker is the store as the revocation sources see it: with
+	// audit.path, every Revoke writes its audit record before returning.
+	var revoker revocationStore = a.store
+	var observer gateway.AppLogoutObserver
+	if cfg.Audit.Path != "" {
+		if revoker, observer, err = a.openAudit(cfg.Audit, log, reg); err != nil {
+			return nil, fmt.Errorf("audit log: %w", err)
+		}
+	}
+
 	a.verifier, err = introspect.New(introspect.Config{
 		Issuers:     cfg.Issuers,
 		ClockSkew:   *cfg.ClockSkew,
@@ -99,9 +113,11 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		ClockSkew: *cfg.ClockSkew,
 		Verifier:  a.verifier,
 		IDTokens:  a.verifier,
-		Sessions:  a.store,
+		Sessions:  revoker,
 		Logger:    log,
 		Metrics:   reg,
+
+		AppLogoutObserver: observer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -115,7 +131,7 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		Lifetimes:     lifetimes,
 		SessionMaxAge: cfg.Session.MaxAge,
 		ClockSkew:     *cfg.ClockSkew,
-		Store:         a.store,
+		Store:         revoker,
 		Verifier:      a.verifier,
 		Replays:       a.store,
 		Logger:        log,
@@ -133,17 +149,24 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("front-channel logout: %w", err)
 	}
+	ssf, err := newSSF(cfg, lcfg, log, reg)
+	if err != nil {
+		return nil, fmt.Errorf("ssf: %w", err)
+	}
 	// The logout receivers sit in front of the gateway, which answers 404
 	// for every other /oauth2/ path.
 	public := http.NewServeMux()
 	public.Handle(logout.BackchannelPath, backchannel)
 	public.Handle(logout.FrontchannelPath, frontchannel)
+	if ssf != nil && cfg.SSF.Public {
+		public.Handle(logout.SSFPath, ssf)
+	}
 	public.Handle("/", a.gw)
 
 	introspection, err := introspect.NewServer(introspect.ServerConfig{
 		Clients:  cfg.IntrospectionClients,
 		Verifier: a.verifier,
-		Store:    a.store,
+		Store:    revoker,
 		Logger:   log,
 		Metrics:  reg,
 	})
@@ -155,6 +178,13 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	internal.HandleFunc("/introspect", introspection.ServeIntrospect)
 	internal.HandleFunc("/revoke", introspection.ServeRevoke)
 	internal.Handle("/admin/revocations", admin)
+	if ssf != nil && !cfg.SSF.Public {
+		internal.Handle(logout.SSFPath, ssf)
+	}
+	if a.audit != nil {
+		internal.Handle("/admin/audit", admin.AuditHandler(a.audit))
+	}
+	internal.Handle(logout.StatusPath, admin.StatusHandler(a.store, a.audit))
 	internal.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 	internal.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok", "")
@@ -170,6 +200,25 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		return nil, fmt.Errorf("internal_listen: %w", err)
 	}
 	return a, nil
+}
+
+// newSSF builds the Shared Signals receiver on lcfg; nil when no
+// transmitter is configured (then /ssf/events is not mounted).
+func newSSF(cfg *Config, lcfg logout.Config, log *slog.Logger, reg prometheus.Registerer) (*logout.SSF, error) {
+	if len(cfg.SSF.Transmitters) == 0 {
+		return nil, nil
+	}
+	sets, err := introspect.NewSETVerifier(introspect.SETConfig{
+		Transmitters: cfg.SSF.Transmitters,
+		ClockSkew:    *cfg.ClockSkew,
+		Logger:       log,
+		Metrics:      reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	lcfg.SETs = sets
+	return logout.NewSSF(lcfg)
 }
 
 // openStore opens the configured revocation store; with backend redis it
@@ -191,6 +240,10 @@ func openStore(cfg *Config, log *slog.Logger, reg prometheus.Registerer) (revoca
 	rc := cfg.Store.redisConfig(cfg.DataDir)
 	rc.Local = local
 	rc.Metrics = reg
+	// Operators tell replicas apart in `oidcgate verify-revocation` by
+	// host name and internal listener.
+	rc.ReplicaName, _ = os.Hostname()
+	rc.ReplicaAddr = cfg.InternalListen
 	r, err := cache.OpenRedis(rc)
 	if err != nil {
 		return nil, nil, err
@@ -325,6 +378,14 @@ func (a *gatewayApp) close() {
 	if a.store != nil {
 		if err := a.store.Close(); err != nil {
 			a.log.Error("closing revocation store", "err", err)
+		}
+	}
+	if a.feed != nil {
+		a.feed.close()
+	}
+	if a.audit != nil {
+		if err := a.audit.Close(); err != nil {
+			a.log.Error("closing audit log", "err", err)
 		}
 	}
 }

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/logout"
+)
+
+// errNotApplied is returned (exit 1) when a revocation is not applied on
+// every replica.
+var errNotApplied = errors.New("the revocation is not applied everywhere")
+
+func cmdVerifyRevocation(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("verify-revocation", "verify-revocation --sub|--sid|--jti|--client|--session VALUE [--issuer ISS] [--json] [--url URL]\n\n"+
+		"Asks a running gateway whether every replica has applied the revocation; exit 0 when\n"+
+		"it is applied everywhere, 1 otherwise (pending, down replicas, not revoked, or no answer).\n"+
+		"The admin token is read from $OIDCGATE_ADMIN_TOKEN or --token-file (never a flag: flags show in ps).\n"+
+		"The admin API URL is --url, else $OIDCGATE_ADMIN_URL, else "+defaultAdminURL(), stderr)
+	values := map[cache.Kind]*string{}
+	for _, f := range []struct {
+		name string
+		kind cache.Kind
+		help string
+	}{
+		{"sub", cache.KindSub, "the subject whose revocation to verify"},
+		{"sid", cache.KindSID, "the IdP session id"},
+		{"jti", cache.KindJTI, "the token jti"},
+		{"client", cache.KindClient, "the client_id"},
+		{"session", cache.KindSession, "the gateway session id"},
+	} {
+		values[f.kind] = fs.String(f.name, "", f.help)
+	}
+	issuer := fs.String("issuer", "", "issuer the value belongs to (default: the gateway's only issuer)")
+	asJSON := fs.Bool("json", false, "print the admin API's JSON answer instead of text")
+	baseURL := fs.String("url", "", "base `URL` of the gateway's internal listener")
+	tokenFile := fs.String("token-file", "", "read the admin token from this `file`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var q logout.StatusQuery
+	set := 0
+	for kind, v := range values {
+		if *v != "" {
+			q.Kind, q.Value = kind, *v
+			set++
+		}
+	}
+	if set != 1 {
+		fs.Usage()
+		return fmt.Errorf("%w: give exactly one of --sub, --sid, --jti, --client, --session", errUsage)
+	}
+	q.Issuer = *issuer
+	token, err := adminToken(*tokenFile)
+	if err != nil {
+		return err
+	}
+	if *baseURL == "" {
+		*baseURL = defaultAdminURL()
+	}
+	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	defer cancel()
+	st, err := logout.StatusRemote(ctx, &http.Client{Timeout: revokeTimeout}, *baseURL, token, q)
+	if err != nil {
+		return fmt.Errorf("could not verify: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+	} else {
+		printStatus(stdout, q, st)
+	}
+	if st.Verdict != logout.VerdictAppliedEverywhere {
+		return fmt.Errorf("%w (%s)", errNotApplied, st.Verdict)
+	}
+	return nil
+}
+
+// printStatus writes the verdict, then one line per replica.
+func printStatus(w io.Writer, q logout.StatusQuery, st logout.RevocationStatus) {
+	what := fmt.Sprintf("%s %q", q.Kind, q.Value)
+	if st.Entry != nil && st.Entry.Issuer != "" {
+		what += fmt.Sprintf(" (issuer %q)", st.Entry.Issuer)
+	}
+	names := func(ids []string) string {
+		out := make([]string, len(ids))
+		for i, id := range ids {
+			out[i] = replicaLabel(st.Replicas, id)
+		}
+		return strings.Join(out, ", ")
+	}
+	n := len(st.Replicas)
+	switch st.Verdict {
+	case logout.VerdictAppliedEverywhere:
+		fmt.Fprintf(w, "APPLIED EVERYWHERE: %s is revoked on all %d replica(s)\n", what, n)
+	case logout.VerdictPending:
+		fmt.Fprintf(w, "PENDING: %s is not yet applied on %d of %d replica(s), which are up: %s\n", what, len(st.Pending), n, names(st.Pending))
+	case logout.VerdictDown:
+		fmt.Fprintf(w, "NOT APPLIED ON DOWN REPLICAS: %s is not applied on %d of %d replica(s), which are down: %s\n", what, len(st.Down), n, names(st.Down))
+		if len(st.Pending) > 0 {
+			fmt.Fprintf(w, "  and not yet applied on replica(s) that are up: %s\n", names(st.Pending))
+		}
+	case logout.VerdictNotRevoked:
+		fmt.Fprintf(w, "NOT REVOKED: no revocation of %s is recorded\n", what)
+	default:
+		fmt.Fprintf(w, "UNKNOWN VERDICT %q for %s\n", st.Verdict, what)
+	}
+	if st.Entry != nil {
+		fmt.Fprintf(w, "  revoked at %s by %q, kept until %s\n", st.Entry.RevokedAt.Format(time.RFC3339Nano), st.Entry.Initiator, st.Entry.ExpiresAt.Format(time.RFC3339))
+	}
+	for _, r := range st.Replicas {
+		state := "up"
+		if !r.Up {
+			state = "DOWN"
+		}
+		if r.LastSeen != nil {
+			state += " (last seen " + r.LastSeen.Format(time.RFC3339Nano) + ")"
+		}
+		applied := "NOT APPLIED"
+		if r.AppliedAt != nil {
+			applied = "applied " + r.AppliedAt.Format(time.RFC3339Nano)
+			if st.Entry != nil {
+				applied += fmt.Sprintf(" (+%s)", r.AppliedAt.Sub(st.Entry.RevokedAt).Round(time.Millisecond))
+			}
+		}
+		if st.Verdict == logout.VerdictNotRevoked {
+			applied = "-"
+		}
+		fmt.Fprintf(w, "  replica %s  %s  %s\n", replicaLabel(st.Replicas, r.ID), state, applied)
+	}
+	for _, l := range st.AppLogouts {
+		fmt.Fprintf(w, "  app logout %s session %s: %s (status %d, %d attempt(s))\n", l.Route, l.Session, l.Outcome, l.Status, l.Attempts)
+	}
+}
+
+// replicaLabel is "id (name addr)" of the replica id, as far as known.
+func replicaLabel(rs []logout.ReplicaStatus, id string) string {
+	for _, r := range rs {
+		if r.ID != id {
+			continue
+		}
+		var where []string
+		if r.Name != "" {
+			where = append(where, r.Name)
+		}
+		if r.Addr != "" {
+			where = append(where, r.Addr)
+		}
+		if len(where) == 0 {
+			return id
+		}
+		return id + " (" + strings.Join(where, " ") + ")"
+	}
+	return id
+}
