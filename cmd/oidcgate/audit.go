@@ -180,18 +180,24 @@ func (f *auditFeed) close() {
 	})
 }
 
-// replicaName names this replica in audit records: the host name.
-func replicaName() string {
-	if h, err := os.Hostname(); err == nil && h != "" {
-		return h
+// replicaName names this replica in audit records: the host name and the
+// store's replica id (the id verify-revocation shows), so that replicas on
+// one host stay apart.
+func replicaName(store any) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "oidcgate"
 	}
-	return "oidcgate"
+	if s, ok := store.(interface{ ReplicaID() string }); ok && s.ReplicaID() != "" {
+		return host + "/" + s.ReplicaID()
+	}
+	return host
 }
 
 // openAudit opens the audit log and returns the store the revocation
 // sources use (Revoke audited) and the app logout observer.
 func (a *gatewayApp) openAudit(cfg logout.AuditConfig, log *slog.Logger, reg prometheus.Registerer) (revocationStore, gateway.AppLogoutObserver, error) {
-	cfg.Replica, cfg.Logger = replicaName(), log
+	cfg.Replica, cfg.Logger = replicaName(a.store), log
 	au, err := logout.OpenAudit(cfg)
 	if err != nil {
 		return nil, nil, err

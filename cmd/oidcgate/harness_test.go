@@ -607,6 +607,8 @@ type gatewayConfig struct {
 	upstream   string
 	dataDir    string
 	adminToken string
+	// extraYAML is appended to the config file (top-level keys).
+	extraYAML string
 }
 
 // configYAML renders the e2e config; the admin token is read from
@@ -644,7 +646,7 @@ admin:
   tokens:
     - name: e2e
       token: ${E2E_ADMIN_TOKEN}
-`, q(listen), q(internal), q(c.dataDir), q(c.issuer), q(c.upstream))
+`, q(listen), q(internal), q(c.dataDir), q(c.issuer), q(c.upstream)) + c.extraYAML
 }
 
 // gatewayProc is a running `oidcgate serve`.
