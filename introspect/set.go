@@ -249,10 +249,7 @@ func NewSETVerifier(cfg SETConfig) (*SETVerifier, error) {
 		cfg.JWKSMinRefetchInterval = defaultJWKSMinRefetchInterval
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{
-			Timeout:       defaultHTTPTimeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		cfg.HTTPClient = defaultClient()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

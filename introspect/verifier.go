@@ -97,11 +97,7 @@ func New(cfg Config) (*Verifier, error) {
 		cfg.JWKSMinRefetchInterval = defaultJWKSMinRefetchInterval
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{
-			Timeout: defaultHTTPTimeout,
-			// A redirect could lead a key fetch off https; refuse them all.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		cfg.HTTPClient = defaultClient()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -178,6 +174,16 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	v.results = results
 	return v, nil
+}
+
+// defaultClient is the HTTP client of this package when none is given:
+// a timeout, and no redirects (one could lead a key fetch off https, or
+// carry a token to another party).
+func defaultClient() *http.Client {
+	return &http.Client{
+		Timeout:       defaultHTTPTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // register registers c with reg, or returns the collector already

@@ -217,15 +217,9 @@ func logoutTokenParam(w http.ResponseWriter, r *http.Request) (string, string) {
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return "", "charset must be UTF-8"
 	}
-	if r.ContentLength > maxLogoutBody {
-		return "", fmt.Sprintf("body larger than %d bytes", maxLogoutBody)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLogoutBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return "", fmt.Sprintf("body larger than %d bytes", maxLogoutBody)
-		}
-		return "", "body could not be read"
+	body, problem := readLimited(w, r, maxLogoutBody)
+	if problem != "" {
+		return "", problem
 	}
 	// Only the body counts (§2.5); parameters in the URL are ignored, and
 	// so are body parameters other than logout_token.
@@ -241,6 +235,22 @@ func logoutTokenParam(w http.ResponseWriter, r *http.Request) (string, string) {
 	default:
 		return v[0], ""
 	}
+}
+
+// readLimited reads r's body, at most limit bytes, or returns a problem
+// description that is safe to send.
+func readLimited(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, string) {
+	if r.ContentLength > limit {
+		return nil, fmt.Sprintf("body larger than %d bytes", limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, fmt.Sprintf("body larger than %d bytes", limit)
+		}
+		return nil, "body could not be read"
+	}
+	return body, ""
 }
 
 // replayKey is the replay-cache key of a logout token: a digest of its

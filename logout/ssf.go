@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -287,15 +286,9 @@ func setBody(w http.ResponseWriter, r *http.Request) (string, string) {
 	if err != nil || mt != "application/secevent+jwt" {
 		return "", "Content-Type must be application/secevent+jwt"
 	}
-	if r.ContentLength > maxSETBody {
-		return "", fmt.Sprintf("body larger than %d bytes", maxSETBody)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSETBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return "", fmt.Sprintf("body larger than %d bytes", maxSETBody)
-		}
-		return "", "body could not be read"
+	body, problem := readLimited(w, r, maxSETBody)
+	if problem != "" {
+		return "", problem
 	}
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
