@@ -115,6 +115,9 @@ const DefaultMaxAuthorizationBytes = 16 << 10
 
 // Defaults of the session settings.
 const (
+	// DefaultCookieName names the session cookie when public_url is http;
+	// with https it is "__Host-" + DefaultCookieName (RFC 6265bis §4.1.3.2:
+	// Secure, Path=/, no Domain — no sibling host can set or shadow it).
 	DefaultCookieName    = "oidcgate_session"
 	DefaultSessionMaxAge = 24 * time.Hour
 	// MinSecretLen is the shortest session.secret accepted, in characters.
@@ -244,6 +247,15 @@ type Config struct {
 	Metrics prometheus.Registerer
 }
 
+// defaultCookieName is the session cookie's name when session.cookie_name
+// is not set.
+func defaultCookieName(secure bool) string {
+	if secure {
+		return "__Host-" + DefaultCookieName
+	}
+	return DefaultCookieName
+}
+
 // reservedPrefix is where the gateway mounts its own endpoints
 // (DESIGN.md: /oauth2/start, /oauth2/callback, ...).
 const reservedPrefix = "/oauth2"
@@ -266,7 +278,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("clock_skew: must not be negative"))
 	}
 	errs = append(errs, c.validateSession()...)
-	cookieName := cmp.Or(c.Session.CookieName, DefaultCookieName)
+	cookieName := cmp.Or(c.Session.CookieName, defaultCookieName(strings.HasPrefix(c.PublicURL, "https:")))
 	seen := make(map[string]int, len(c.Routes))
 	for i, r := range c.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
@@ -325,6 +337,10 @@ func (c Config) validateSession() []error {
 	}
 	if s.CookieName != "" && (!validToken(s.CookieName) || len(s.CookieName) > 64) {
 		add("session.cookie_name", "not a valid cookie name (RFC 6265 §4.1.1 token, at most 64 bytes)")
+	}
+	if (strings.HasPrefix(s.CookieName, "__Host-") || strings.HasPrefix(s.CookieName, "__Secure-")) && !strings.HasPrefix(c.PublicURL, "https:") {
+		// Browsers refuse such cookies without Secure, which needs https.
+		add("session.cookie_name", "a __Host- or __Secure- name needs an https public_url")
 	}
 	switch {
 	case s.Secret == "" && need:

@@ -103,6 +103,10 @@ func TestValidate(t *testing.T) {
 			"routes[0].app_session_cookies[6]: listed twice",
 			"routes[0].app_logout_url: scheme must be http or https",
 		}},
+		{"__Host- cookie over http", browser(func(c *Config) {
+			c.PublicURL = "http://gw.example"
+			c.Session.CookieName = "__Host-gw"
+		}), []string{"session.cookie_name: a __Host- or __Secure- name needs an https public_url"}},
 		{"session settings", browser(func(c *Config) {
 			c.PublicURL = "https://gw.example/base"
 			c.ClockSkew = -1

@@ -186,9 +186,10 @@ func New(cfg Config) (*Gateway, error) {
 func (g *Gateway) setupSessions(cfg Config) error {
 	secrets := append([]introspect.Secret{cfg.Session.Secret}, cfg.Session.PreviousSecrets...)
 	var err error
+	secure := strings.HasPrefix(cfg.PublicURL, "https:")
 	g.cookies = &sessionCookies{
-		name:   cmp.Or(cfg.Session.CookieName, DefaultCookieName),
-		secure: strings.HasPrefix(cfg.PublicURL, "https:"),
+		name:   cmp.Or(cfg.Session.CookieName, defaultCookieName(secure)),
+		secure: secure,
 	}
 	if g.cookies.seal, err = newSealer(purposeSession, secrets); err != nil {
 		return err

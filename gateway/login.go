@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -62,7 +63,17 @@ func randomToken() string {
 // loginCookieName is the login cookie of one state.
 func (g *Gateway) loginCookieName(state string) string {
 	sum := sha256.Sum256([]byte(state))
-	return g.cookies.name + loginCookieInfix + base64.RawURLEncoding.EncodeToString(sum[:9])
+	return loginCookieBase(g.cookies.name) + loginCookieInfix + base64.RawURLEncoding.EncodeToString(sum[:9])
+}
+
+// loginCookieBase is what login cookie names start with: the session
+// cookie's name, except that "__Host-" becomes "__Secure-" — a login
+// cookie's Path is the callback, which __Host- forbids.
+func loginCookieBase(session string) string {
+	if rest, ok := strings.CutPrefix(session, "__Host-"); ok {
+		return "__Secure-" + rest
+	}
+	return session
 }
 
 // safeReturnPath returns p when it is a same-origin relative reference
@@ -310,6 +321,17 @@ func (g *Gateway) signOut(w http.ResponseWriter, r *http.Request) {
 		plainError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
+	if r.Method == http.MethodGet {
+		switch r.Header.Get("Sec-Fetch-Site") {
+		case "cross-site", "same-site":
+			// A link on another site would log the user out (logout CSRF):
+			// the session cookie (SameSite=Lax) rides along on a top-level
+			// GET. Ask instead; the form's POST from this origin does it,
+			// and a cross-site POST carries no Lax cookie.
+			confirmSignOut(w, r)
+			return
+		}
+	}
 	post := g.postLogout[0]
 	if p := r.URL.Query().Get("post_logout_redirect_uri"); p != "" && slices.Contains(g.postLogout, p) {
 		post = p
@@ -354,6 +376,17 @@ func (g *Gateway) signOut(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// confirmSignOut answers a cross-site GET of /oauth2/sign_out with a
+// page whose button POSTs the same URL.
+func confirmSignOut(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	fmt.Fprintf(w, `<!doctype html><title>Sign out</title>
+<form method="post" action="%s"><button>Sign out</button></form>
+`, html.EscapeString(r.URL.RequestURI()))
 }
 
 // plainError writes a short text error page.

@@ -254,8 +254,8 @@ func isSessionCookie(name, base string) bool {
 // ownCookie reports whether name is one of the gateway's cookies: the
 // session cookie, its chunks, or a login state cookie.
 func ownCookie(name, base string) bool {
-	return base != "" && strings.HasPrefix(name, base) &&
-		(isSessionCookie(name, base) || strings.HasPrefix(name, base+loginCookieInfix))
+	return base != "" && (strings.HasPrefix(name, base) && isSessionCookie(name, base) ||
+		strings.HasPrefix(name, loginCookieBase(base)+loginCookieInfix))
 }
 
 // cookieValue returns the value of the one cookie called name in h's

@@ -158,3 +158,30 @@ func TestCookieValue(t *testing.T) {
 		})
 	}
 }
+
+func TestCookieNames(t *testing.T) {
+	if got := defaultCookieName(true); got != "__Host-oidcgate_session" {
+		t.Errorf("https default: got %q", got)
+	}
+	if got := defaultCookieName(false); got != DefaultCookieName {
+		t.Errorf("http default: got %q", got)
+	}
+	for _, tt := range []struct {
+		name, base string
+		own        bool
+	}{
+		{"__Host-oidcgate_session", "__Host-oidcgate_session", true},
+		{"__Host-oidcgate_session_1", "__Host-oidcgate_session", true},
+		{"__Secure-oidcgate_session_login_abc", "__Host-oidcgate_session", true},
+		{"__Host-oidcgate_session_login_abc", "__Host-oidcgate_session", false},
+		{"oidcgate_session_login_abc", "oidcgate_session", true},
+		{"JSESSIONID", "__Host-oidcgate_session", false},
+	} {
+		if got := ownCookie(tt.name, tt.base); got != tt.own {
+			t.Errorf("ownCookie(%q, %q): got %v; want %v", tt.name, tt.base, got, tt.own)
+		}
+	}
+	if got := loginCookieBase("__Host-x"); got != "__Secure-x" {
+		t.Errorf("loginCookieBase: got %q; want __Secure-x", got)
+	}
+}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -113,4 +114,30 @@ func TestSignOut(t *testing.T) {
 			t.Errorf("got %d to %q; want 302 to the public URL", res.StatusCode, res.Header.Get("Location"))
 		}
 	})
+}
+
+// TestSignOutCrossSite: a link on another site must not sign the user out
+// (logout CSRF); it gets a page whose button POSTs the same URL.
+func TestSignOutCrossSite(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.browser(t)
+	appLogin(t, e, b)
+	session := b.cookie(e, "/", DefaultCookieName)
+	for _, site := range []string{"cross-site", "same-site"} {
+		res := b.get(e.srv.URL+"/oauth2/sign_out?post_logout_redirect_uri=x", http.Header{"Sec-Fetch-Site": {site}})
+		if res.StatusCode != http.StatusOK || !strings.Contains(res.body, `method="post"`) || !strings.Contains(res.body, "post_logout_redirect_uri=x") {
+			t.Errorf("%s GET: got %d %q; want 200 and a POST form to the same URL", site, res.StatusCode, res.body)
+		}
+		if got := b.cookie(e, "/", DefaultCookieName); got != session {
+			t.Fatalf("%s GET changed the session cookie", site)
+		}
+	}
+	// Still signed in.
+	if res := b.get(e.srv.URL+"/app/x", nil); res.StatusCode != http.StatusOK {
+		t.Errorf("after cross-site sign_out links: got %d; want 200", res.StatusCode)
+	}
+	// The same-origin GET (a link on the app itself) signs out.
+	if res := b.get(e.srv.URL+"/oauth2/sign_out", http.Header{"Sec-Fetch-Site": {"same-origin"}}); res.StatusCode != http.StatusFound {
+		t.Errorf("same-origin GET: got %d; want 302", res.StatusCode)
+	}
 }
