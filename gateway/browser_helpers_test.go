@@ -108,9 +108,10 @@ func newOIDCIdP(t testing.TB, clk *clock) *oidcIdP {
 	p := &oidcIdP{key: loadRSA(t, "rsa1"), clock: clk, codes: map[string]authRequest{}, user: user{Sub: "alice", SID: "sid-1", Email: "alice@example.com"}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		doc := map[string]string{
+		doc := map[string]any{
 			"issuer": p.URL, "jwks_uri": p.URL + "/jwks",
 			"authorization_endpoint": p.URL + "/authorize", "token_endpoint": p.URL + "/token",
+			"authorization_response_iss_parameter_supported": true,
 		}
 		p.mu.Lock()
 		if !p.noEndSess {

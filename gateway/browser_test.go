@@ -126,6 +126,11 @@ func TestLoginRefused(t *testing.T) {
 			q.Set("iss", "https://evil.example")
 			cb.RawQuery = q.Encode()
 		}, http.StatusBadRequest},
+		{"no iss though the IdP always sends it (RFC 9207 §2.4)", func(e *env, b *browser, cb *url.URL) {
+			q := cb.Query()
+			q.Del("iss")
+			cb.RawQuery = q.Encode()
+		}, http.StatusBadRequest},
 		{"error from the IdP", func(e *env, b *browser, cb *url.URL) {
 			q := cb.Query()
 			q.Del("code")

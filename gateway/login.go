@@ -197,10 +197,18 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 		plainError(w, http.StatusBadRequest, "login state missing or expired; start again")
 		return
 	}
-	// RFC 9207 §2.4: an iss parameter must name the expected issuer.
-	if iss, ok := q["iss"]; ok && (len(iss) != 1 || iss[0] != g.login.Issuer) {
+	// RFC 9207 §2.4: an iss parameter must name the expected issuer, and
+	// must be there when the issuer says it always sends one.
+	iss, hasIss := q["iss"]
+	if hasIss && (len(iss) != 1 || iss[0] != g.login.Issuer) {
 		plainError(w, http.StatusBadRequest, "login answered by an unexpected issuer")
 		return
+	}
+	if !hasIss {
+		if ep, err := g.idTokens.Endpoints(r.Context(), g.login.Issuer); err == nil && ep.AuthorizationResponseIss {
+			plainError(w, http.StatusBadRequest, "login answer without the issuer's iss")
+			return
+		}
 	}
 	if q.Get("error") != "" {
 		// RFC 6749 §4.1.2.1; the IdP's text is not echoed.

@@ -19,6 +19,9 @@ type Endpoints struct {
 	// Introspection is the configured introspection_endpoint, else the
 	// discovery document's.
 	Introspection string
+	// AuthorizationResponseIss: the issuer sends iss in every
+	// authorization response (RFC 9207 §3), so one without it is refused.
+	AuthorizationResponseIss bool
 }
 
 // Endpoints returns issuer's endpoints from its discovery document,
@@ -46,6 +49,8 @@ func (v *Verifier) Endpoints(ctx context.Context, issuer string) (Endpoints, err
 			EndSession:    doc.EndSessionEndpoint,
 			Revocation:    doc.RevocationEndpoint,
 			Introspection: doc.IntrospectionEndpoint,
+
+			AuthorizationResponseIss: doc.AuthorizationResponseIss,
 		}
 		if is.cfg.IntrospectionEndpoint != "" {
 			e.Introspection = is.cfg.IntrospectionEndpoint

@@ -316,8 +316,10 @@ type discovery struct {
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
 	EndSessionEndpoint    string `json:"end_session_endpoint"`
-	RevocationEndpoint    string `json:"revocation_endpoint"`
-	IntrospectionEndpoint string `json:"introspection_endpoint"`
+	// RFC 9207 §3.
+	AuthorizationResponseIss bool   `json:"authorization_response_iss_parameter_supported"`
+	RevocationEndpoint       string `json:"revocation_endpoint"`
+	IntrospectionEndpoint    string `json:"introspection_endpoint"`
 }
 
 // fetchDiscovery loads is's discovery document and checks that it names
