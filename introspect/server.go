@@ -252,7 +252,7 @@ func basicAuth(r *http.Request) bool {
 
 // revoke revokes raw for /revoke. It returns nil for tokens it does not
 // know (§2.2) and an error only when a revocation could not be stored.
-func (s *Server) revoke(ctx context.Context, raw string, hint fosite.TokenType) error {
+func (s *Server) revoke(ctx context.Context, raw string, hint fosite.TokenType, caller string) error {
 	v := s.v
 	if raw == "" {
 		// RFC 7009 §2.1: token is REQUIRED.
@@ -263,7 +263,7 @@ func (s *Server) revoke(ctx context.Context, raw string, hint fosite.TokenType) 
 		return nil
 	}
 	if v.wantsRemote(raw) {
-		return s.revokeOpaque(ctx, raw, hint)
+		return s.revokeOpaque(ctx, raw, hint, caller)
 	}
 	if strings.Count(raw, ".") != 2 {
 		// Opaque, and no issuer introspects: not a token of this gateway.
@@ -282,18 +282,18 @@ func (s *Server) revoke(ctx context.Context, raw string, hint fosite.TokenType) 
 	if value == "" {
 		kind, value = "token_hash", TokenHashID(raw)
 	}
-	return s.store1(ctx, v.issuers[c.Issuer], kind, value)
+	return s.store1(ctx, v.issuers[c.Issuer], kind, value, caller)
 }
 
 // revokeOpaque revokes an introspected token by its hash here and, when
 // the issuer has a revocation_endpoint, there.
-func (s *Server) revokeOpaque(ctx context.Context, raw string, hint fosite.TokenType) error {
+func (s *Server) revokeOpaque(ctx context.Context, raw string, hint fosite.TokenType, caller string) error {
 	is := s.v.remote.is
 	ends, endErr := s.v.Endpoints(ctx, is.cfg.Issuer)
 	if hint == fosite.RefreshToken && (endErr != nil || ends.Revocation == "") {
 		return errUnsupportedTokenType
 	}
-	if err := s.store1(ctx, is, "token_hash", TokenHashID(raw)); err != nil {
+	if err := s.store1(ctx, is, "token_hash", TokenHashID(raw), caller); err != nil {
 		return err
 	}
 	if endErr != nil || ends.Revocation == "" {
@@ -310,8 +310,8 @@ func (s *Server) revokeOpaque(ctx context.Context, raw string, hint fosite.Token
 
 // store1 writes one revocation of is: the token's jti or hash, kept for
 // the issuer's max_token_lifetime plus twice the clock skew, as the admin
-// API does.
-func (s *Server) store1(ctx context.Context, is *issuerState, kind, value string) error {
+// API does; the initiator names the calling client ("rfc7009:<client_id>").
+func (s *Server) store1(ctx context.Context, is *issuerState, kind, value, caller string) error {
 	now := s.v.now()
 	e, err := s.store.Revoke(ctx, cache.Entry{
 		Issuer:    is.cfg.Issuer,
@@ -320,7 +320,7 @@ func (s *Server) store1(ctx context.Context, is *issuerState, kind, value string
 		RevokedAt: now,
 		ExpiresAt: now.Add(is.cfg.MaxTokenLifetime + 2*s.v.skew),
 		Reason:    "rfc7009",
-		Initiator: "rfc7009",
+		Initiator: "rfc7009:" + caller,
 	})
 	if err != nil {
 		return fmt.Errorf("introspect: revoke: %w", err)
@@ -413,8 +413,8 @@ func (t tokenIntrospector) IntrospectToken(ctx context.Context, raw string, _ fo
 // tokenRevoker is fosite's revocation handler.
 type tokenRevoker struct{ s *Server }
 
-func (t tokenRevoker) RevokeToken(ctx context.Context, raw string, hint fosite.TokenType, _ fosite.Client) error {
-	return t.s.revoke(ctx, raw, hint)
+func (t tokenRevoker) RevokeToken(ctx context.Context, raw string, hint fosite.TokenType, client fosite.Client) error {
+	return t.s.revoke(ctx, raw, hint, client.GetID())
 }
 
 // session is the fosite session of one introspection answer.

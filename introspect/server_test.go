@@ -217,8 +217,8 @@ func TestRevokeJWT(t *testing.T) {
 	if _, err := f.v.Verify(context.Background(), f.jwt); !errors.Is(err, ErrRevoked) {
 		t.Errorf("Verify after /revoke: got %v; want ErrRevoked", err)
 	}
-	if _, ok := f.store.Get(testIssuer, cache.KindJTI, "jti-1"); !ok {
-		t.Errorf("store: no jti entry for jti-1")
+	if e, ok := f.store.Get(testIssuer, cache.KindJTI, "jti-1"); !ok || e.Initiator != "rfc7009:"+appID {
+		t.Errorf("store: jti-1 entry %+v, %v; want one with initiator rfc7009:%s", e, ok, appID)
 	}
 	_, _, body = f.post(t, "/introspect", appID, appSecret, url.Values{"token": {f.jwt}})
 	if strings.TrimSpace(body) != `{"active":false}` {
