@@ -251,6 +251,11 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 		plainError(w, http.StatusBadGateway, "the ID token is too large for a session cookie")
 		return
 	}
+	if s.SID == "" {
+		// A back-channel logout naming only a sid (Hydra sends those) can
+		// never match this session; one naming the sub still does.
+		g.log.LogAttrs(r.Context(), slog.LevelWarn, "login: the ID token has no sid; sid-only logout tokens cannot end this session", slog.String("session", logID(s.ID)))
+	}
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, "login", slog.String("session", logID(s.ID)))
 	http.Redirect(w, r, st.Return, http.StatusFound)
 }
