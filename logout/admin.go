@@ -30,6 +30,8 @@ type Store interface {
 	// List returns one page of entries and the cursor of the next page
 	// ("" after the last).
 	List(ctx context.Context, o cache.ListOptions) ([]cache.Entry, string, error)
+	// Get returns the entry stored for (issuer, kind, value), if any.
+	Get(issuer string, kind cache.Kind, value string) (cache.Entry, bool)
 }
 
 var _ Store = (*cache.Store)(nil)

@@ -78,6 +78,11 @@ func (s *AuditedStore) Revoke(ctx context.Context, e cache.Entry) (cache.Entry, 
 }
 
 // List is Store.List.
+// Get is the wrapped store's Get.
+func (s *AuditedStore) Get(issuer string, kind cache.Kind, value string) (cache.Entry, bool) {
+	return s.Store.Get(issuer, kind, value)
+}
+
 func (s *AuditedStore) List(ctx context.Context, o cache.ListOptions) ([]cache.Entry, string, error) {
 	return s.Store.List(ctx, o)
 }

@@ -253,7 +253,10 @@ func (s *SSF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, event, "replay cache unavailable", err, attrs)
 		return
 	}
-	if !first && !s.retries.take(key, s.now()) {
+	if !first && !s.retries.take(key, s.now()) && s.applied(entries) {
+		// Recorded and applied (on this or another replica): a replay. A
+		// jti recorded by an attempt that failed to store its revocation
+		// (here or on another replica) is processed again instead.
 		s.count(event, resultReplayed)
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "ssf SET already received; not acted on again", attrs...)
 		w.WriteHeader(http.StatusAccepted)
@@ -276,6 +279,18 @@ func (s *SSF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.count(event, resultOK)
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "ssf event stored", attrs...)
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// applied reports whether every entry is already in the store, at least
+// as recent.
+func (s *SSF) applied(entries []cache.Entry) bool {
+	for _, e := range entries {
+		got, ok := s.store.Get(e.Issuer, e.Kind, e.Value)
+		if !ok || got.RevokedAt.Before(e.RevokedAt) {
+			return false
+		}
+	}
+	return true
 }
 
 // setBody returns the SET of a push, or a problem description that is
@@ -341,26 +356,23 @@ func (s *SSF) plan(set *introspect.SET) ([]cache.Entry, string) {
 	if len(targets) == 0 {
 		return nil, "subject of no configured issuer"
 	}
-	revokedAt := now
-	if set.EventType == introspect.EventCredentialChange {
-		// CAEP 1.0 credential-change: credentials issued before the change
-		// are the ones to revoke; a time after now is never used, so that
-		// a later login is never revoked in advance.
-		revokedAt = set.IssuedAt
-		if ts, ok := eventTimestamp(set.Event); ok {
-			revokedAt = ts
-		}
-		if revokedAt.After(now) {
-			revokedAt = now
-		}
+	// The event's time (event_timestamp, else the SET's iat): credentials
+	// issued before it are the ones to revoke (CAEP 1.0 credential-change
+	// says so; for the others it is when the session or account ended).
+	// The same SET then always stores the same entries, so processing it
+	// twice changes nothing. A time after now is never used, so that a
+	// later login is never revoked in advance.
+	revokedAt := set.IssuedAt
+	if ts, ok := eventTimestamp(set.Event); ok {
+		revokedAt = ts
+	}
+	if revokedAt.IsZero() || revokedAt.After(now) {
+		revokedAt = now
 	}
 	initiator := "ssf:" + set.Transmitter.Issuer + " jti_sha256:" + digestPrefix(set.JTI)
 	entries := make([]cache.Entry, 0, len(targets))
 	for _, t := range targets {
 		e := cache.Entry{Issuer: t.issuer, Kind: t.kind, Value: t.value, RevokedAt: revokedAt, Reason: ssfReason, Initiator: initiator}
-		if t.kind == cache.KindSID {
-			e.RevokedAt = now
-		}
 		e.ExpiresAt = s.retention.expiresAt(e)
 		if !e.ExpiresAt.After(now) {
 			// Every credential it would revoke has expired already.

@@ -2,6 +2,7 @@ package logout
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -276,14 +277,13 @@ func TestSSFEvents(t *testing.T) {
 	var tests []tc
 	for _, ev := range []string{introspect.EventSessionRevoked, introspect.EventCredentialChange, introspect.EventAccountDisabled, introspect.EventAccountPurged, introspect.EventCredentialCompromise} {
 		short := ev[strings.LastIndex(ev, "/")+1:]
-		at := t0
-		if ev == introspect.EventCredentialChange {
-			at = ts
-		}
+		// Every entry carries the event's time, so that the same SET always
+		// stores the same entries.
+		at := ts
 		userWant := []want{{issA, cache.KindSub, "alice", at}}
 		complexWant := userWant
 		if ev == introspect.EventSessionRevoked {
-			complexWant = []want{{issA, cache.KindSID, "sid-9", t0}}
+			complexWant = []want{{issA, cache.KindSID, "sid-9", at}}
 		}
 		payload := map[string]any{"event_timestamp": ts.Unix()}
 		tests = append(tests,
@@ -292,8 +292,8 @@ func TestSSFEvents(t *testing.T) {
 			tc{short + "/opaque", ev, subOpaque, payload, everyIssuer(cache.KindSub, "u-42", at)},
 			tc{short + "/complex", ev, subComplex, payload, complexWant},
 			tc{short + "/complex user only", ev, userOnlyComplex, payload, everyIssuer(cache.KindSub, "alice@example.com", at)},
-			tc{short + "/complex session only", ev, sessionOnlyComplex, payload, []want{{issB, cache.KindSID, "sid-7", t0}}},
-			tc{short + "/complex opaque session only", ev, opaqueSessionOnly, payload, everyIssuer(cache.KindSID, "sid-8", t0)},
+			tc{short + "/complex session only", ev, sessionOnlyComplex, payload, []want{{issB, cache.KindSID, "sid-7", at}}},
+			tc{short + "/complex opaque session only", ev, opaqueSessionOnly, payload, everyIssuer(cache.KindSID, "sid-8", at)},
 			tc{short + "/unconfigured issuer", ev, map[string]any{"format": "iss_sub", "iss": "https://other.example", "sub": "alice"}, payload, nil},
 		)
 	}
@@ -463,8 +463,8 @@ func TestSSFReplay(t *testing.T) {
 	if w := f.push(t, ssfRequest(setType, f.set(t, with(setClaims(introspect.EventAccountDisabled, subIssSub), "jti", "set-2", "iat", t0.Add(9*time.Minute).Unix())), "")); w.Code != http.StatusAccepted {
 		t.Fatalf("new jti: got %d; want 202", w.Code)
 	}
-	if e := f.entries(t); !e[0].RevokedAt.Equal(t0.Add(10 * time.Minute)) {
-		t.Errorf("new jti: got revoked_at %v; want %v", e[0].RevokedAt, t0.Add(10*time.Minute))
+	if e := f.entries(t); !e[0].RevokedAt.Equal(t0.Add(9 * time.Minute)) {
+		t.Errorf("new jti: got revoked_at %v; want its iat %v", e[0].RevokedAt, t0.Add(9*time.Minute))
 	}
 }
 
@@ -585,5 +585,32 @@ func TestNewSSFValidates(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("got %q; want it to contain %q", err, w)
 		}
+	}
+}
+
+// seenReplays answers every key as already seen: what a replica finds
+// when another replica recorded the jti but failed to store the
+// revocation.
+type seenReplays struct{}
+
+func (seenReplays) FirstSeen(context.Context, string, time.Time) (bool, error) { return false, nil }
+
+// TestSSFRetryAfterFailureElsewhere: a jti recorded by an attempt that
+// stored nothing is not taken for a replay: the revocation is made.
+func TestSSFRetryAfterFailureElsewhere(t *testing.T) {
+	f := newSSFFixture(t, ssfOptions{path: "-", mod: func(c *Config) { c.Replays = seenReplays{} }})
+	raw := f.set(t, setClaims(introspect.EventAccountDisabled, subIssSub))
+	if w := f.push(t, ssfRequest(setType, raw, "")); w.Code != http.StatusAccepted {
+		t.Fatalf("got %d %s; want 202", w.Code, w.Body)
+	}
+	if got := f.entries(t); len(got) != 1 || got[0].Value != "alice" {
+		t.Fatalf("entries: got %+v; want alice's sub revoked", got)
+	}
+	// Now it is stored: the same SET again is a replay.
+	if w := f.push(t, ssfRequest(setType, raw, "")); w.Code != http.StatusAccepted {
+		t.Fatalf("replay: got %d", w.Code)
+	}
+	if got := ssfCounter(t, f.reg, "account_disabled", resultReplayed); got != 1 {
+		t.Errorf("replayed counter: got %v; want 1", got)
 	}
 }
