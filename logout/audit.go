@@ -219,6 +219,7 @@ func OpenAudit(cfg AuditConfig) (*Audit, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("logout: audit: %w", err)
 	}
+	cfg.Path = filepath.Clean(cfg.Path)
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = defaultAuditMaxBytes
 	}
@@ -265,14 +266,30 @@ func (a *Audit) resume(f *os.File) error {
 		return err
 	}
 	if end < size {
-		a.log.Warn("audit log: cutting off a torn last line (a write interrupted before it was acknowledged)", "path", a.cfg.Path, "bytes", size-end)
-		if err := f.Truncate(end); err != nil {
+		tail := make([]byte, size-end)
+		if _, err := f.ReadAt(tail, end); err != nil {
 			return err
+		}
+		if completeRecord(tail, line) {
+			// A whole record that only lacks its newline (removed by hand,
+			// or the newline's write lost): it may have been acknowledged,
+			// so it is kept, never cut.
+			a.log.Warn("audit log: the last record lacked its newline; restored", "path", a.cfg.Path)
+			if _, err := f.WriteAt([]byte("\n"), size); err != nil {
+				return err
+			}
+			size++
+			line, end = tail, size
+		} else {
+			a.log.Warn("audit log: cutting off a torn last line (a write interrupted before it was acknowledged)", "path", a.cfg.Path, "bytes", size-end)
+			if err := f.Truncate(end); err != nil {
+				return err
+			}
+			size = end
 		}
 		if err := f.Sync(); err != nil {
 			return err
 		}
-		size = end
 	}
 	if _, err := f.Seek(size, io.SeekStart); err != nil {
 		return err
@@ -282,6 +299,23 @@ func (a *Audit) resume(f *os.File) error {
 		return nil
 	}
 	return a.continueFrom(line)
+}
+
+// completeRecord reports whether tail is a whole audit record chained to
+// prev, the line before it (nil: tail is the file's first record).
+func completeRecord(tail, prev []byte) bool {
+	var r struct {
+		Seq  uint64 `json:"seq"`
+		Prev string `json:"prev"`
+	}
+	if json.Unmarshal(tail, &r) != nil || r.Seq == 0 {
+		return false
+	}
+	if prev == nil {
+		// The file's first record: it follows genesis or a rotated file.
+		return len(r.Prev) == len(GenesisHash)
+	}
+	return r.Prev == hashLine(prev)
 }
 
 // resumeRotated continues the chain from the newest rotated file when the

@@ -391,3 +391,30 @@ func TestAuditedStore(t *testing.T) {
 		t.Error("the revocation was not applied when its audit record failed")
 	}
 }
+
+// TestAuditMissingNewline: a complete last record without its newline (it
+// may have been acknowledged) is kept on reopen, never cut.
+func TestAuditMissingNewline(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	a := openTestAudit(t, AuditConfig{Path: path})
+	for i := range 2 {
+		if err := a.Append(context.Background(), testRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = a.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b[:len(b)-1], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := openTestAudit(t, AuditConfig{Path: path})
+	if err := c.Append(context.Background(), testRecord(2)); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := VerifyAuditFiles(path); err != nil || rep.Break != nil || rep.Records != 3 {
+		t.Fatalf("after reopening: got %+v, %v; want 3 intact records (none cut)", rep, err)
+	}
+}

@@ -15,7 +15,7 @@ import (
 )
 
 // errNotApplied is returned (exit 1) when a revocation is not applied on
-// every replica.
+// every replica, or an app logout call it caused did not succeed.
 var errNotApplied = errors.New("the revocation is not applied everywhere")
 
 func cmdVerifyRevocation(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -82,6 +82,13 @@ func cmdVerifyRevocation(ctx context.Context, args []string, stdout, stderr io.W
 	}
 	if st.Verdict != logout.VerdictAppliedEverywhere {
 		return fmt.Errorf("%w (%s)", errNotApplied, st.Verdict)
+	}
+	for _, l := range st.AppLogouts {
+		if l.Outcome != "ok" {
+			// The gateway refuses the session everywhere, but the app's own
+			// session may live on: not done.
+			return fmt.Errorf("%w: the app logout of %s for session %s: %s", errNotApplied, l.Route, l.Session, l.Outcome)
+		}
 	}
 	return nil
 }
