@@ -37,6 +37,9 @@ type AuditReport struct {
 	LastHash string
 	// Break is the first broken record; nil when the chain is intact.
 	Break *AuditBreak
+	// Anchor is the hash of the record whose seq VerifyAuditAnchor was
+	// asked about; "" when the verified chain has no such record.
+	Anchor string
 }
 
 // AuditBreak locates the first broken record.
@@ -63,6 +66,19 @@ func (b *AuditBreak) String() string {
 // cannot tell that the newest records were cut off or the newest record
 // changed: compare Records and LastHash with a copy kept elsewhere.
 func VerifyAuditFiles(paths ...string) (AuditReport, error) {
+	return verifyAudit(0, paths)
+}
+
+// VerifyAuditAnchor is VerifyAuditFiles that also reports, in Anchor, the
+// hash of the record numbered seq: compared with an "audit head" kept
+// outside the file (the gateway logs one at most every minute), it shows
+// records removed or changed up to that point, which the chain alone
+// cannot.
+func VerifyAuditAnchor(seq uint64, paths ...string) (AuditReport, error) {
+	return verifyAudit(seq, paths)
+}
+
+func verifyAudit(anchor uint64, paths []string) (AuditReport, error) {
 	files := sortAuditFiles(paths)
 	rep := AuditReport{Files: files, LastHash: GenesisHash}
 	lines := &auditLines{files: files}
@@ -85,6 +101,9 @@ func VerifyAuditFiles(paths ...string) (AuditReport, error) {
 		}
 		rep.Records++
 		rep.LastHash = hashLine(l.raw)
+		if anchor != 0 && l.rec.Seq == anchor {
+			rep.Anchor = rep.LastHash
+		}
 		wantSeq = l.rec.Seq + 1
 		prevLine = append(prevLine, l)
 		if len(prevLine) > 2 {

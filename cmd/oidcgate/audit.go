@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +34,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: the only audit command is verify", errUsage)
 	}
 	fs := newFlags("audit verify", synopsis, stderr)
+	anchor := fs.String("anchor", "", "`SEQ:HASH` of an \"audit head\" log line kept elsewhere: the log must hold that record unchanged")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -42,12 +45,30 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return fmt.Errorf("%w: at least one audit file is required", errUsage)
 	}
-	rep, err := logout.VerifyAuditFiles(fs.Args()...)
+	var seq uint64
+	var hash string
+	if *anchor != "" {
+		s, h, ok := strings.Cut(*anchor, ":")
+		n, err := strconv.ParseUint(s, 10, 64)
+		if !ok || err != nil || n == 0 || len(h) != 64 {
+			return fmt.Errorf("%w: --anchor wants SEQ:HASH (a record number and a 64-digit hex SHA-256)", errUsage)
+		}
+		seq, hash = n, strings.ToLower(h)
+	}
+	rep, err := logout.VerifyAuditAnchor(seq, fs.Args()...)
 	if err != nil {
 		return err
 	}
 	if rep.Break != nil {
 		fmt.Fprintf(stdout, "broken: %s (%d records verified before it)\n", rep.Break, rep.Records)
+		return errAuditBroken
+	}
+	if seq != 0 && rep.Anchor != hash {
+		if rep.Anchor == "" {
+			fmt.Fprintf(stdout, "broken: record %d of the anchor is missing (%d records, last hash %s): records were removed\n", seq, rep.Records, rep.LastHash)
+		} else {
+			fmt.Fprintf(stdout, "broken: record %d does not match the anchor (hash %s): the log was changed up to it\n", seq, rep.Anchor)
+		}
 		return errAuditBroken
 	}
 	fmt.Fprintf(stdout, "ok: %d records, chain intact (last hash %s)\n", rep.Records, rep.LastHash)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -55,6 +57,20 @@ func TestAuditVerifyCLI(t *testing.T) {
 	if err := os.WriteFile(removed, append(append([]byte{}, lines[0]...), lines[2]...), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The anchor: record 3's hash, as the gateway's "audit head" log line
+	// gives it. A chain alone cannot show its tail cut or its last record
+	// changed; the anchor can.
+	sum := sha256.Sum256(bytes.TrimSuffix(lines[2], []byte("\n")))
+	anchor := "3:" + hex.EncodeToString(sum[:])
+	cut := filepath.Join(dir, "cut.jsonl")
+	if err := os.WriteFile(cut, append(append([]byte{}, lines[0]...), lines[1]...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lastEdited := filepath.Join(dir, "last-edited.jsonl")
+	changed := bytes.Replace(lines[2], []byte(`"seq":3`), []byte(`"seq":3 `), 1)
+	if err := os.WriteFile(lastEdited, append(append(append([]byte{}, lines[0]...), lines[1]...), changed...), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		args       []string
@@ -62,6 +78,11 @@ func TestAuditVerifyCLI(t *testing.T) {
 		wantStdout string
 	}{
 		{"intact", []string{"audit", "verify", good}, 0, "ok: 3 records, chain intact"},
+		{"intact, anchor", []string{"audit", "verify", "--anchor", anchor, good}, 0, "ok: 3 records"},
+		{"tail cut: the chain cannot tell", []string{"audit", "verify", cut}, 0, "ok: 2 records"},
+		{"tail cut: the anchor can", []string{"audit", "verify", "--anchor", anchor, cut}, 1, "record 3 of the anchor is missing"},
+		{"last record changed: the anchor tells", []string{"audit", "verify", "--anchor", anchor, lastEdited}, 1, "record 3 does not match the anchor"},
+		{"bad anchor", []string{"audit", "verify", "--anchor", "3:xyz", good}, 2, ""},
 		{"edited", []string{"audit", "verify", edited}, 1, edited + ":2: edited"},
 		{"removed", []string{"audit", "verify", removed}, 1, removed + ":2: removed"},
 		{"missing file", []string{"audit", "verify", filepath.Join(dir, "nope")}, 1, ""},
@@ -197,6 +218,10 @@ audit:
 	}
 	if code, stdout, stderr := runCLI(t, nil, "audit", "verify", auditPath); code != 0 || !strings.Contains(stdout, "chain intact") {
 		t.Errorf("audit verify on the live file: got %d %q %q; want 0 and chain intact", code, stdout, stderr)
+	}
+	// The head goes to the log, to be kept outside the file.
+	if !strings.Contains(gw.stderr.String(), `"msg":"audit head"`) {
+		t.Errorf("no audit head in the gateway's log")
 	}
 	// The security team's check: applied everywhere, and the app's own
 	// session ended.
