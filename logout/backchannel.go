@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,10 +57,6 @@ const storeTimeout = 10 * time.Second
 
 // retryAfterUnavailable is the Retry-After, in seconds, of a 503.
 const retryAfterUnavailable = "30"
-
-// maxPendingRetries bounds the logout tokens remembered for a retry after
-// a failed revocation.
-const maxPendingRetries = 10_000
 
 // Values of the result label of oidcgate_backchannel_logout_total and
 // oidcgate_frontchannel_logout_total.
@@ -179,20 +174,16 @@ func (b *Backchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
 	defer cancel()
-	// The revocation comes first and is idempotent (its revoked_at is the
-	// token's iat, so the same token always stores the same entry): when
-	// it fails, no jti has been recorded, and the OP's retry succeeds on
-	// any replica; a replay that gets here changes nothing.
-	if err := b.revoke(ctx, lt); err != nil {
+	replayed, replayErr, err := revokeOnce(ctx, b.replays, b.store, replayKey(lt.Issuer, lt.JTI), b.replayUntil(lt), []cache.Entry{b.entry(lt)})
+	if replayErr != nil {
+		b.log.LogAttrs(r.Context(), slog.LevelWarn, "back-channel logout: replay cache unavailable", append(attrs, slog.Any("error", replayErr))...)
+	}
+	switch {
+	case err != nil:
 		b.unavailable(w, r, "revocation not stored", err, attrs)
 		return
-	}
-	// §2.6 item 8 (the jti check): a token seen before is refused.
-	first, err := b.replays.FirstSeen(ctx, replayKey(lt.Issuer, lt.JTI), b.replayUntil(lt))
-	if err != nil {
-		// The logout is done; only the replay check could not be made.
-		b.log.LogAttrs(r.Context(), slog.LevelWarn, "back-channel logout: replay cache unavailable", append(attrs, slog.Any("error", err))...)
-	} else if !first {
+	case replayed:
+		// §2.6 item 8: a token seen (and acted on) before is refused.
 		b.results.WithLabelValues(resultReplayed).Inc()
 		b.log.LogAttrs(r.Context(), slog.LevelWarn, "back-channel logout token replayed", attrs...)
 		writeError(w, http.StatusBadRequest, "invalid_request", "logout token already received")
@@ -275,11 +266,11 @@ func (b *Backchannel) replayUntil(lt *introspect.LogoutToken) time.Time {
 	return lt.IssuedAt.Add(b.retention.lifetimes[lt.Issuer]).Add(b.retention.skew)
 }
 
-// revoke stores what lt logs out, durably. OpenID Connect Back-Channel
+// entry is what lt logs out. OpenID Connect Back-Channel
 // Logout 1.0 §2.4: with a sid, that one session; without, every session
 // of the user (iss, sub) — a sub entry revokes every credential of the
 // user issued before the token's iat, and a later login is not affected.
-func (b *Backchannel) revoke(ctx context.Context, lt *introspect.LogoutToken) error {
+func (b *Backchannel) entry(lt *introspect.LogoutToken) cache.Entry {
 	e := cache.Entry{
 		Issuer: lt.Issuer,
 		Kind:   cache.KindSID,
@@ -298,10 +289,7 @@ func (b *Backchannel) revoke(ctx context.Context, lt *introspect.LogoutToken) er
 		e.Kind, e.Value = cache.KindSub, lt.Subject
 	}
 	e.ExpiresAt = b.retention.expiresAt(e)
-	if _, err := b.store.Revoke(ctx, e); err != nil {
-		return fmt.Errorf("logout: revoke %s: %w", e.Kind, err)
-	}
-	return nil
+	return e
 }
 
 // revokedAt is a logout token's iat, or now when the iat is ahead of this
@@ -353,37 +341,4 @@ func (b *Backchannel) unavailable(w http.ResponseWriter, r *http.Request, descri
 	b.log.LogAttrs(r.Context(), slog.LevelError, "back-channel logout not done: "+description, append(attrs, slog.Any("error", cause))...)
 	w.Header().Set("Retry-After", retryAfterUnavailable)
 	writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", description+"; retry later")
-}
-
-// pendingRetries are logout tokens whose jti was recorded but whose
-// revocation failed: the OP's retry of one is processed once more instead
-// of being refused as a replay. It lives in this process only (a retry
-// that reaches another replica, or comes after a restart, is refused as a
-// replay) and holds at most maxPendingRetries keys.
-type pendingRetries struct {
-	mu sync.Mutex
-	m  map[string]time.Time
-}
-
-// add remembers key until the time until; false when full.
-func (p *pendingRetries) add(key string, until, now time.Time) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.m) >= maxPendingRetries {
-		maps.DeleteFunc(p.m, func(_ string, u time.Time) bool { return !u.After(now) })
-	}
-	if len(p.m) >= maxPendingRetries {
-		return false
-	}
-	p.m[key] = until
-	return true
-}
-
-// take forgets key and reports whether it was pending and unexpired.
-func (p *pendingRetries) take(key string, now time.Time) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	until, ok := p.m[key]
-	delete(p.m, key)
-	return ok && until.After(now)
 }

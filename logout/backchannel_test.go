@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -528,31 +527,5 @@ func TestLimiter(t *testing.T) {
 		if ok, _ := l.allow(issA); ok != (n < 2) {
 			t.Errorf("after the cap, token %d: got %v; want %v", n, ok, n < 2)
 		}
-	}
-}
-
-func TestPendingRetries(t *testing.T) {
-	p := pendingRetries{m: make(map[string]time.Time)}
-	if p.take("k", t0) {
-		t.Error("take of an unknown key: got true; want false")
-	}
-	for i := range maxPendingRetries {
-		if !p.add(strconv.Itoa(i), t0.Add(time.Minute), t0) {
-			t.Fatalf("add %d: got false; want true", i)
-		}
-	}
-	if p.add("one-too-many", t0.Add(time.Minute), t0) {
-		t.Error("add when full: got true; want false")
-	}
-	// Once the kept keys have expired, room is made.
-	if !p.add("later", t0.Add(2*time.Hour), t0.Add(time.Hour)) {
-		t.Error("add when full of expired keys: got false; want true")
-	}
-	if !p.take("later", t0.Add(time.Hour)) || p.take("later", t0.Add(time.Hour)) {
-		t.Error("take: want true once, then false")
-	}
-	p.add("old", t0.Add(time.Second), t0)
-	if p.take("old", t0.Add(time.Second)) {
-		t.Error("take of an expired key: got true; want false")
 	}
 }

@@ -116,7 +116,6 @@ type SSF struct {
 	now       func() time.Time
 	log       *slog.Logger
 	events    *prometheus.CounterVec
-	retries   pendingRetries
 }
 
 // NewSSF validates the fields of cfg it uses (all but Admin; at least one
@@ -165,7 +164,6 @@ func NewSSF(cfg Config) (*SSF, error) {
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		events:    events,
-		retries:   pendingRetries{m: make(map[string]time.Time)},
 	}, nil
 }
 
@@ -241,37 +239,25 @@ func (s *SSF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
 	defer cancel()
-	key := ssfReplayKey(set.Transmitter.Issuer, set.JTI)
-	until := set.IssuedAt.Add(s.verifier.MaxAge())
 	// RFC 8417 §2.2: jti identifies the SET. Its side effect happens once:
 	// a transmitter retrying a SET it already delivered (RFC 8935 §2
 	// leaves duplicates to the recipient) gets the 202 it missed, and
-	// nothing is revoked again — a repeated sub entry would move its
-	// issued-before time and revoke sessions started since.
-	first, err := s.replays.FirstSeen(ctx, key, until)
-	if err != nil {
-		s.unavailable(w, r, event, "replay cache unavailable", err, attrs)
-		return
+	// nothing is revoked again.
+	replayed, replayErr, err := revokeOnce(ctx, s.replays, s.store, ssfReplayKey(set.Transmitter.Issuer, set.JTI), set.IssuedAt.Add(s.verifier.MaxAge()), entries)
+	if replayErr != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "ssf: replay cache unavailable", append(attrs, slog.Any("error", replayErr))...)
 	}
-	if !first && !s.retries.take(key, s.now()) && s.applied(entries) {
-		// Recorded and applied (on this or another replica): a replay. A
-		// jti recorded by an attempt that failed to store its revocation
-		// (here or on another replica) is processed again instead.
+	switch {
+	case err != nil:
+		s.unavailable(w, r, event, "revocation not stored", err, attrs)
+		return
+	case replayed:
 		s.count(event, resultReplayed)
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "ssf SET already received; not acted on again", attrs...)
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
 	for _, e := range entries {
-		if _, err := s.store.Revoke(ctx, e); err != nil {
-			// The jti is recorded: remember it so that the transmitter's
-			// retry is processed rather than taken for a replay.
-			if !s.retries.add(key, until, s.now()) {
-				s.log.LogAttrs(r.Context(), slog.LevelError, "ssf retry not remembered: too many pending", attrs...)
-			}
-			s.unavailable(w, r, event, "revocation not stored", fmt.Errorf("logout: revoke %s: %w", e.Kind, err), attrs)
-			return
-		}
 		attrs = append(attrs, slog.String(string(e.Kind)+"_sha256", digestPrefix(e.Value)))
 	}
 	// RFC 8935 §2.2: validated and persisted (Store.Revoke returned nil),
@@ -279,18 +265,6 @@ func (s *SSF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.count(event, resultOK)
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "ssf event stored", attrs...)
 	w.WriteHeader(http.StatusAccepted)
-}
-
-// applied reports whether every entry is already in the store, at least
-// as recent.
-func (s *SSF) applied(entries []cache.Entry) bool {
-	for _, e := range entries {
-		got, ok := s.store.Get(e.Issuer, e.Kind, e.Value)
-		if !ok || got.RevokedAt.Before(e.RevokedAt) {
-			return false
-		}
-	}
-	return true
 }
 
 // setBody returns the SET of a push, or a problem description that is

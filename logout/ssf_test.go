@@ -524,12 +524,17 @@ func TestSSFUnavailable(t *testing.T) {
 	if w := f.push(t, ssfRequest(setType, f.set(t, setClaims(introspect.EventAccountDisabled, subIssSub)), "")); w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("keys down: got %d %s; want 503", w.Code, w.Body)
 	}
-	g := newSSFFixture(t, ssfOptions{path: "-", mod: func(c *Config) { c.Replays = failingReplays{} }})
-	if w := g.push(t, ssfRequest(setType, g.set(t, setClaims(introspect.EventAccountDisabled, subIssSub)), "")); w.Code != http.StatusServiceUnavailable {
-		t.Fatalf("replay cache down: got %d %s; want 503", w.Code, w.Body)
-	}
-	if f.store.Len()+g.store.Len() != 0 {
+	if f.store.Len() != 0 {
 		t.Error("the store changed")
+	}
+	// A replay cache that cannot answer does not stop the revocation (the
+	// entries are the same however often the SET is processed).
+	g := newSSFFixture(t, ssfOptions{path: "-", mod: func(c *Config) { c.Replays = failingReplays{} }})
+	if w := g.push(t, ssfRequest(setType, g.set(t, setClaims(introspect.EventAccountDisabled, subIssSub)), "")); w.Code != http.StatusAccepted {
+		t.Fatalf("replay cache down: got %d %s; want 202", w.Code, w.Body)
+	}
+	if g.store.Len() != 1 {
+		t.Errorf("replay cache down: store entries %d; want 1", g.store.Len())
 	}
 }
 
