@@ -64,6 +64,9 @@ type route struct {
 	// appNames are the sealed app cookies; logoutURL the app's logout.
 	appNames  []string
 	logoutURL string
+	// idParams are the app cookies as lower-case path parameters
+	// (";jsessionid=", "%3bjsessionid="), refused in request paths.
+	idParams []string
 }
 
 type identityHeader struct {
@@ -249,6 +252,7 @@ func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper,
 		strip:  strip,
 
 		appNames:  slices.Clone(r.AppSessionCookies),
+		idParams:  sessionIDParams(r.AppSessionCookies),
 		logoutURL: r.AppLogoutURL,
 	}
 	rt.label = rt.host + rt.prefix
@@ -622,16 +626,27 @@ func validHeaderValue(v string) bool {
 // session cookies as a path parameter (";JSESSIONID=..." in any case,
 // percent-encoded or not), as servlet containers accept.
 func (rt *route) sessionIDInPath(r *http.Request) bool {
-	if len(rt.appNames) == 0 {
+	if len(rt.idParams) == 0 {
 		return false
 	}
 	for _, p := range []string{r.URL.EscapedPath(), r.URL.Path} {
 		p = strings.ToLower(p)
-		for _, name := range rt.appNames {
-			if strings.Contains(p, ";"+strings.ToLower(name)+"=") || strings.Contains(p, "%3b"+strings.ToLower(name)+"=") {
+		for _, param := range rt.idParams {
+			if strings.Contains(p, param) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// sessionIDParams lists, for each app cookie name, the lower-case forms a
+// path parameter of that name takes in a raw or decoded path.
+func sessionIDParams(names []string) []string {
+	var out []string
+	for _, n := range names {
+		n = strings.ToLower(n) + "="
+		out = append(out, ";"+n, "%3b"+n)
+	}
+	return out
 }
