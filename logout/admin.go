@@ -80,11 +80,10 @@ func NewAdmin(cfg Config) (*Admin, error) {
 		revocations.WithLabelValues(string(k), resultOK)
 		revocations.WithLabelValues(string(k), resultError)
 	}
-	lifetimes := maps.Clone(cfg.Lifetimes)
 	return &Admin{
 		creds:       newAdminCredentials(cfg.Admin.Tokens),
-		issuers:     slices.Sorted(maps.Keys(lifetimes)),
-		retention:   retention{lifetimes: lifetimes, sessionMaxAge: cfg.SessionMaxAge, skew: cfg.ClockSkew},
+		issuers:     slices.Sorted(maps.Keys(cfg.Lifetimes)),
+		retention:   cfg.retention(),
 		store:       cfg.Store,
 		now:         cfg.Now,
 		log:         cfg.Logger,
@@ -94,6 +93,19 @@ func NewAdmin(cfg Config) (*Admin, error) {
 
 // registerCounter registers c with reg, or returns the collector of the
 // same name registered before. A nil reg registers nothing.
+// resultCounter registers a counter of one label, result, with each of
+// results present at zero.
+func resultCounter(reg prometheus.Registerer, name, help string, results ...string) (*prometheus.CounterVec, error) {
+	c, err := registerCounter(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"result"}))
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range results {
+		c.WithLabelValues(r)
+	}
+	return c, nil
+}
+
 func registerCounter(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
 	if reg == nil {
 		return c, nil

@@ -95,23 +95,18 @@ func NewBackchannel(cfg Config) (*Backchannel, error) {
 	}
 	cfg = cfg.withDefaults()
 	rc := cfg.Receivers.withDefaults()
-	results, err := registerCounter(cfg.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "oidcgate_backchannel_logout_total",
-		Help: "Back-channel logout requests, by result (ok, invalid, replayed, rate_limited, error).",
-	}, []string{"result"}))
+	results, err := resultCounter(cfg.Metrics, "oidcgate_backchannel_logout_total",
+		"Back-channel logout requests, by result (ok, invalid, replayed, rate_limited, error).",
+		resultOK, resultInvalid, resultReplayed, resultRateLimited, resultError)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range []string{resultOK, resultInvalid, resultReplayed, resultRateLimited, resultError} {
-		results.WithLabelValues(r)
-	}
-	lifetimes := maps.Clone(cfg.Lifetimes)
 	return &Backchannel{
 		verifier:  cfg.Verifier,
 		replays:   cfg.Replays,
 		store:     cfg.Store,
-		retention: retention{lifetimes: lifetimes, sessionMaxAge: cfg.SessionMaxAge, skew: cfg.ClockSkew},
-		limits:    newLimiter(slices.Collect(maps.Keys(lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Now),
+		retention: cfg.retention(),
+		limits:    newLimiter(slices.Collect(maps.Keys(cfg.Lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Now),
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		results:   results,

@@ -296,6 +296,11 @@ type retention struct {
 	skew          time.Duration
 }
 
+// retention is c's retention rules; c has its defaults applied.
+func (c Config) retention() retention {
+	return retention{lifetimes: maps.Clone(c.Lifetimes), sessionMaxAge: c.SessionMaxAge, skew: c.ClockSkew}
+}
+
 // expiresAt returns when e may be forgotten; e.Issuer must be a key of
 // r.lifetimes unless e.Kind is cache.KindSession. The durations are added
 // one by one so that no sum of durations can overflow.

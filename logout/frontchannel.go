@@ -58,21 +58,16 @@ func NewFrontchannel(cfg Config) (*Frontchannel, error) {
 	}
 	cfg = cfg.withDefaults()
 	rc := cfg.Receivers.withDefaults()
-	results, err := registerCounter(cfg.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "oidcgate_frontchannel_logout_total",
-		Help: "Front-channel logout requests, by result (ok, invalid, rate_limited, error).",
-	}, []string{"result"}))
+	results, err := resultCounter(cfg.Metrics, "oidcgate_frontchannel_logout_total",
+		"Front-channel logout requests, by result (ok, invalid, rate_limited, error).",
+		resultOK, resultInvalid, resultRateLimited, resultError)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range []string{resultOK, resultInvalid, resultRateLimited, resultError} {
-		results.WithLabelValues(r)
-	}
-	lifetimes := maps.Clone(cfg.Lifetimes)
 	return &Frontchannel{
 		store:     cfg.Store,
-		retention: retention{lifetimes: lifetimes, sessionMaxAge: cfg.SessionMaxAge, skew: cfg.ClockSkew},
-		limits:    newLimiter(slices.Collect(maps.Keys(lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Now),
+		retention: cfg.retention(),
+		limits:    newLimiter(slices.Collect(maps.Keys(cfg.Lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Now),
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		results:   results,

@@ -149,7 +149,6 @@ func NewSSF(cfg Config) (*SSF, error) {
 	for _, e := range eventLabels {
 		events.WithLabelValues(e, resultOK)
 	}
-	lifetimes := maps.Clone(cfg.Lifetimes)
 	var transmitters []string
 	for _, t := range cfg.SETs.Transmitters() {
 		transmitters = append(transmitters, t.Issuer)
@@ -158,8 +157,8 @@ func NewSSF(cfg Config) (*SSF, error) {
 		verifier:  cfg.SETs,
 		replays:   cfg.Replays,
 		store:     cfg.Store,
-		retention: retention{lifetimes: lifetimes, sessionMaxAge: cfg.SessionMaxAge, skew: cfg.ClockSkew},
-		issuers:   slices.Sorted(maps.Keys(lifetimes)),
+		retention: cfg.retention(),
+		issuers:   slices.Sorted(maps.Keys(cfg.Lifetimes)),
 		limits:    newLimiter(transmitters, rc.RatePerSecond, rc.Burst, cfg.Now),
 		now:       cfg.Now,
 		log:       cfg.Logger,
