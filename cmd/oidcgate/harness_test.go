@@ -239,13 +239,30 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 // freeLoopbackAddr returns a 127.0.0.1 address that was free a moment ago.
 func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		// The kernel may hand a port just closed here to the next caller
+		// before the first process has bound it; parallel tests would
+		// then share it (one gateway's /readyz answering for another's).
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
+
+// handedOut are the addresses freeLoopbackAddr has returned in this run.
+var handedOut = struct {
+	mu    sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
 
 func randHex(t *testing.T, n int) string {
 	t.Helper()
