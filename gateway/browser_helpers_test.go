@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -234,6 +235,7 @@ func (p *oidcIdP) accessToken(t testing.TB, sub string) string {
 	now := p.clock.Now()
 	return p.sign(t, "at+jwt", map[string]any{
 		"iss": p.URL, "aud": "api", "sub": sub, "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+		"jti": rand.Text(), "client_id": "client-1",
 	})
 }
 

@@ -103,8 +103,12 @@ func (ti *testIssuer) token(t testing.TB, c testClaims) string {
 	if c.Exp.IsZero() {
 		c.Exp = testNow.Add(time.Hour)
 	}
+	if c.JTI == "" {
+		c.JTI = "jti-" + rand.Text()
+	}
+	// RFC 9068 §2.2: jti and client_id are required.
 	claims := map[string]any{
-		"iss": ti.URL, "aud": "api", "sub": c.Sub,
+		"iss": ti.URL, "aud": "api", "sub": c.Sub, "client_id": "client-1",
 		"iat": c.Exp.Add(-2 * time.Hour).Unix(), "exp": c.Exp.Unix(),
 	}
 	for k, v := range map[string]string{"scope": c.Scope, "jti": c.JTI, "email": c.Email} {

@@ -99,6 +99,13 @@ type Issuer struct {
 	// none. Ory Hydra issues aud: [] unless the client asks for an audience;
 	// with this on, a token minted for another service is accepted here.
 	InsecureSkipAudienceCheck bool `yaml:"insecure_skip_audience_check"`
+	// InsecureAccessTokenWithoutJTIClientID accepts JWT access tokens that
+	// lack jti or client_id, both REQUIRED by RFC 9068 §2.2. Off by
+	// default. IdPs whose default access tokens omit them (Auth0 without
+	// its RFC 9068 token profile, Microsoft Entra ID, Keycloak for
+	// client_id, Okta for client_id: see the README) need it. A token
+	// without jti can then be revoked only by its hash, sub, sid or client.
+	InsecureAccessTokenWithoutJTIClientID bool `yaml:"insecure_access_token_without_jti_client_id"`
 	// InsecureLogoutTokenWithoutExp accepts a back-channel logout token
 	// that has no exp claim when its iat is at most two minutes (plus the
 	// clock skew) old. OpenID Connect Back-Channel Logout 1.0 §2.4 makes

@@ -266,8 +266,12 @@ func (s *Server) revoke(ctx context.Context, raw string, hint fosite.TokenType, 
 		return s.revokeOpaque(ctx, raw, hint, caller)
 	}
 	if strings.Count(raw, ".") != 2 {
-		// Opaque, and no issuer introspects: not a token of this gateway.
-		return errUnsupportedTokenType
+		// Opaque, and no issuer introspects: not a token of this gateway,
+		// so nothing that could be used. RFC 7009 §2.2: "invalid tokens do
+		// not cause an error"; unsupported_token_type is for a type of
+		// token the server cannot revoke, not for one it does not know.
+		s.revoked.WithLabelValues("none").Inc()
+		return nil
 	}
 	c, err := v.verify(ctx, raw)
 	if err != nil {

@@ -31,7 +31,14 @@ type serverFixture struct {
 
 func newServerFixture(t *testing.T, store Revoker) *serverFixture {
 	t.Helper()
-	f := newRemoteFixture(t, nil)
+	return newServerFixtureWith(t, store, nil)
+}
+
+// newServerFixtureWith is newServerFixture with change applied to the
+// issuer's config.
+func newServerFixtureWith(t *testing.T, store Revoker, change func(*Issuer)) *serverFixture {
+	t.Helper()
+	f := newRemoteFixture(t, change)
 	if store == nil {
 		store = f.store
 	}
@@ -268,6 +275,28 @@ func TestRevokeUnknownAndBadRequests(t *testing.T) {
 	}
 	if n := f.store.Len(); n != 0 {
 		t.Errorf("store entries after refused calls: got %d; want 0", n)
+	}
+}
+
+// RFC 7009 §2.2: "invalid tokens do not cause an error response"; a token
+// the gateway cannot parse, with no issuer to introspect it, is invalid,
+// not of an unsupported type.
+func TestRevokeUnparsableTokenIs200(t *testing.T) {
+	f := newServerFixtureWith(t, nil, func(is *Issuer) { is.IntrospectionEndpoint = "" })
+	for _, tok := range []string{"opaque-unknown", "a.b", "not a token at all"} {
+		for _, hint := range []string{"", "access_token"} {
+			form := url.Values{"token": {tok}}
+			if hint != "" {
+				form.Set("token_type_hint", hint)
+			}
+			status, _, body := f.post(t, "/revoke", appID, appSecret, form)
+			if status != http.StatusOK {
+				t.Errorf("%q hint %q: got %d %s; want 200 (RFC 7009 §2.2)", tok, hint, status, body)
+			}
+		}
+	}
+	if n := f.store.Len(); n != 0 {
+		t.Errorf("store entries after unparsable tokens: got %d; want 0", n)
 	}
 }
 

@@ -357,6 +357,16 @@ func (v *Verifier) checkClaims(is *issuerState, c *Claims) error {
 	case c.Subject == "":
 		return invalid("sub missing")
 	}
+	// RFC 9068 §2.2: jti and client_id are required too, unless the issuer
+	// is known to omit them.
+	if !is.cfg.InsecureAccessTokenWithoutJTIClientID {
+		switch {
+		case c.JTI == "":
+			return invalid("jti missing (RFC 9068 §2.2; see insecure_access_token_without_jti_client_id)")
+		case c.ClientID == "":
+			return invalid("client_id missing (RFC 9068 §2.2; see insecure_access_token_without_jti_client_id)")
+		}
+	}
 	// RFC 7519 §4.1.4: the current time MUST be before exp.
 	if !now.Before(c.ExpiresAt.Add(v.skew)) {
 		return expired("expired")

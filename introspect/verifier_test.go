@@ -314,10 +314,29 @@ func TestVerifyClientIDAndScopeFallbacks(t *testing.T) {
 	}
 }
 
+// RFC 9068 §2.2: jti and client_id are REQUIRED in a JWT access token;
+// insecure_access_token_without_jti_client_id accepts tokens of an issuer
+// that omits them.
+func TestVerifyRFC9068RequiredClaims(t *testing.T) {
+	for _, lax := range []bool{false, true} {
+		f := newFixture(t, func(c *Config) { c.Issuers[0].InsecureAccessTokenWithoutJTIClientID = lax })
+		hdr := map[string]any{"alg": "RS256", "typ": "at+jwt", "kid": "rs"}
+		for _, drop := range []string{"jti", "client_id"} {
+			_, err := f.v.Verify(t.Context(), signJWS(t, hdr, with(baseClaims(), drop, nil), "RS256", f.keys.rsa1))
+			switch {
+			case !lax && !errors.Is(err, ErrInvalidToken):
+				t.Errorf("without %s: got %v; want ErrInvalidToken", drop, err)
+			case lax && err != nil:
+				t.Errorf("without %s, issuer setting on: got %v; want accepted", drop, err)
+			}
+		}
+	}
+}
+
 func TestVerifyJWXBuiltToken(t *testing.T) {
 	f := newFixture(t, nil)
 	tok, err := jwt.NewBuilder().Issuer(testIssuer).Subject("alice").Audience([]string{"api"}).
-		IssuedAt(t0.Add(-time.Minute)).Expiration(t0.Add(time.Minute)).JwtID("j").Build()
+		IssuedAt(t0.Add(-time.Minute)).Expiration(t0.Add(time.Minute)).JwtID("j").Claim("client_id", "c").Build()
 	if err != nil {
 		t.Fatal(err)
 	}
