@@ -31,8 +31,9 @@ func TestE2E(t *testing.T) {
 	requireBinary(t)
 	iss := newTestIssuer(t)
 	up := newUpstream(t)
+	// A data_dir that does not exist yet: serve creates it (0700).
 	gw := startGateway(t, gatewayConfig{
-		issuer: iss.url, upstream: up.srv.URL, dataDir: t.TempDir(), adminToken: randHex(t, 24),
+		issuer: iss.url, upstream: up.srv.URL, dataDir: filepath.Join(t.TempDir(), "var", "oidcgate"), adminToken: randHex(t, 24),
 	})
 
 	t.Run("1 valid tokens reach the upstream with identity headers", func(t *testing.T) {

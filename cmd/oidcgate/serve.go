@@ -76,6 +76,9 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	if err = prepareDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if a.store, a.redis, err = openStore(cfg, log, reg); err != nil {
 		return nil, fmt.Errorf("revocation store: %w", err)
 	}
