@@ -2,6 +2,8 @@ package logout
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
 )
 
@@ -16,10 +19,10 @@ func TestAuditHandler(t *testing.T) {
 	f := newFixture(t, nil)
 	at := func(m int) time.Time { return time.Date(2026, 3, 1, 12, m, 0, 0, time.UTC) }
 	var now time.Time
-	a := openTestAudit(t, AuditConfig{Path: filepath.Join(t.TempDir(), "audit.jsonl"), MaxBytes: 600, Now: func() time.Time { return now }})
+	a := openTestAudit(t, audit.Config{Path: filepath.Join(t.TempDir(), "audit.jsonl"), MaxBytes: 600, Now: func() time.Time { return now }})
 	add := func(m int, initiator, sub string) {
 		now = at(m)
-		r := RecordOf(EventRevocation, cache.Entry{Issuer: issA, Kind: cache.KindSub, Value: sub, RevokedAt: at(m), Initiator: initiator})
+		r := audit.RecordOf(audit.EventRevocation, cache.Entry{Issuer: issA, Kind: cache.KindSub, Value: sub, RevokedAt: at(m), Initiator: initiator})
 		if err := a.Append(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
@@ -29,7 +32,7 @@ func TestAuditHandler(t *testing.T) {
 	add(3, "admin:ops", "bob")
 	add(4, "rfc7009", "carol")
 	add(5, "admin:ci", sha256Hex("dave"))
-	if rotated, _ := RotatedAuditFiles(a.Path()); len(rotated) == 0 {
+	if rotated, _ := audit.RotatedFiles(a.Path()); len(rotated) == 0 {
 		t.Fatal("no rotation happened; the test wants records across files")
 	}
 	h := f.admin.AuditHandler(a)
@@ -64,7 +67,7 @@ func TestAuditHandler(t *testing.T) {
 				return
 			}
 			var body struct {
-				Records []Record `json:"records"`
+				Records []audit.Record `json:"records"`
 			}
 			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Records == nil {
 				t.Fatalf("body %s: %v; want a records array", w.Body, err)
@@ -82,7 +85,7 @@ func TestAuditHandler(t *testing.T) {
 
 func TestAuditHandlerAuth(t *testing.T) {
 	f := newFixture(t, nil)
-	h := f.admin.AuditHandler(openTestAudit(t, AuditConfig{}))
+	h := f.admin.AuditHandler(openTestAudit(t, audit.Config{}))
 	tests := []struct {
 		name, method, token string
 		wantStatus          int
@@ -101,4 +104,24 @@ func TestAuditHandlerAuth(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openTestAudit opens an audit log in a temporary directory, closed when
+// the test ends.
+func openTestAudit(t *testing.T, cfg audit.Config) *audit.Log {
+	t.Helper()
+	if cfg.Path == "" {
+		cfg.Path = filepath.Join(t.TempDir(), "audit.jsonl")
+	}
+	a, err := audit.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
+func sha256Hex(s string) string {
+	d := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(d[:])
 }

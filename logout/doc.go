@@ -4,11 +4,9 @@
 // RevokeRemote, used by `oidcgate revoke`; the OpenID Connect Back-Channel
 // Logout 1.0 receiver (Backchannel, POST /oauth2/backchannel-logout) and
 // the Front-Channel Logout 1.0 receiver (Frontchannel, GET
-// /oauth2/frontchannel-logout) on the public listener; and the
-// tamper-evident audit log (Audit: hash-chained JSON Lines, fsync'd by
-// group commit; AuditedStore, which makes every revocation source write
-// its record before acknowledging; VerifyAuditFiles; GET /admin/audit).
-// The Shared Signals receiver (SSF, POST /ssf/events: RFC 8935 push of
+// /oauth2/frontchannel-logout) on the public listener; and the admin
+// readers of the audit log (package audit): GET /admin/audit and the
+// app logouts of GET /admin/revocations/status. The Shared Signals receiver (SSF, POST /ssf/events: RFC 8935 push of
 // CAEP and RISC SETs) lives here too. They share Config, the Store
 // interface and the retention rule (how long an entry is kept) defined
 // here.
@@ -19,7 +17,7 @@
 // token is verified (introspect) and its jti recorded in the replay cache
 // before anything is revoked; an invalid or replayed one changes nothing;
 // a SET likewise, its side effect happening once per jti. Admin tokens are compared in constant time over SHA-256
-// digests of every configured token. With an AuditedStore, a 2xx also
+// digests of every configured token. With an audit.Store, a 2xx also
 // means the revocation's audit record is durable; a failed audit write is
 // answered non-2xx although the revocation stays applied.
 //

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
 )
 
@@ -61,7 +62,7 @@ type RevocationStatus struct {
 	// AppLogouts are the app logout calls this replica made for sessions
 	// the revocation ended, from its audit log (absent without one); other
 	// replicas' calls are in their own logs.
-	AppLogouts []AuditAppLogout `json:"app_logouts,omitempty"`
+	AppLogouts []audit.AppLogout `json:"app_logouts,omitempty"`
 }
 
 // ReplicaStatus is one replica in a RevocationStatus.
@@ -121,7 +122,7 @@ func StatusOf(st cache.ApplyStatus) RevocationStatus {
 // is resolved as for a revocation: required when several issuers are
 // configured, the only one when one is, and absent for kind session. A
 // store that cannot answer yields 503 (the verdict would be a guess).
-func (a *Admin) StatusHandler(store Applier, audit *Audit) http.Handler {
+func (a *Admin) StatusHandler(store Applier, au *audit.Log) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := a.authenticate(w, r); !ok {
 			return
@@ -144,8 +145,8 @@ func (a *Admin) StatusHandler(store Applier, audit *Audit) http.Handler {
 			return
 		}
 		out := StatusOf(st)
-		if audit != nil && st.Found {
-			out.AppLogouts = appLogoutsFor(r.Context(), audit, st.Entry)
+		if au != nil && st.Found {
+			out.AppLogouts = appLogoutsFor(r.Context(), au, st.Entry)
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
@@ -155,17 +156,17 @@ func (a *Admin) StatusHandler(store Applier, audit *Audit) http.Handler {
 // e revoked: records of event app_logout since e was revoked (less a
 // minute of clock difference) naming e's issuer and value. A session,
 // jti or client entry names no app logout record.
-func appLogoutsFor(ctx context.Context, audit *Audit, e cache.Entry) []AuditAppLogout {
+func appLogoutsFor(ctx context.Context, au *audit.Log, e cache.Entry) []audit.AppLogout {
 	if e.Kind != cache.KindSub && e.Kind != cache.KindSID {
 		return nil
 	}
-	recs, err := audit.Query(ctx, AuditQuery{Since: e.RevokedAt.Add(-time.Minute), Limit: 1000})
+	recs, err := au.Query(ctx, audit.Query{Since: e.RevokedAt.Add(-time.Minute), Limit: 1000})
 	if err != nil {
 		return nil
 	}
-	var out []AuditAppLogout
+	var out []audit.AppLogout
 	for _, rec := range recs {
-		if rec.Event != EventAppLogout || rec.AppLogout == nil {
+		if rec.Event != audit.EventAppLogout || rec.AppLogout == nil {
 			continue
 		}
 		for _, t := range rec.Targets {

@@ -10,14 +10,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/gateway"
-	"github.com/oidcgate/oidcgate/logout"
 )
 
 // errAuditBroken is returned by `audit verify` when the chain is broken.
@@ -55,7 +53,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		}
 		seq, hash = n, strings.ToLower(h)
 	}
-	rep, err := logout.VerifyAuditAnchor(seq, fs.Args()...)
+	rep, err := audit.VerifyAnchor(seq, fs.Args()...)
 	if err != nil {
 		return err
 	}
@@ -76,129 +74,34 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 }
 
 // auditedStore is the revocation store with Revoke going through the
-// audit (logout.AuditedStore); lookups and subscriptions go to the store.
+// audit (audit.Store); lookups and subscriptions go to the store.
 type auditedStore struct {
 	revocationStore
-	audited *logout.AuditedStore
+	audited *audit.Store
 }
 
 func (s auditedStore) Revoke(ctx context.Context, e cache.Entry) (cache.Entry, error) {
 	return s.audited.Revoke(ctx, e)
 }
 
-// Audit feed bounds.
-const (
-	auditFeedQueue   = 4096
-	auditFeedWorkers = 4
-)
+// appLogoutAudit records app logout outcomes through the audit feed.
+type appLogoutAudit struct{ feed *audit.Feed }
 
-// auditFeed writes the records nobody waits for — revocations applied
-// from another replica and app logout outcomes — off the goroutine that
-// reports them, through a bounded queue: a full queue drops the record
-// (counted in oidcgate_audit_dropped_total and logged) rather than block
-// the store or the gateway.
-type auditFeed struct {
-	audit   *logout.Audit
-	audited *logout.AuditedStore
-	log     *slog.Logger
-	dropped *prometheus.CounterVec
-	jobs    chan logout.Record
-	wg      sync.WaitGroup
-	unsub   func()
-
-	mu     sync.RWMutex // guards closed and sends on jobs
-	closed bool
-	once   sync.Once
-}
-
-var _ gateway.AppLogoutObserver = (*auditFeed)(nil)
-
-func newAuditFeed(au *logout.Audit, audited *logout.AuditedStore, store revocationStore, log *slog.Logger, reg prometheus.Registerer) *auditFeed {
-	f := &auditFeed{
-		audit: au, audited: audited, log: log,
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "oidcgate_audit_dropped_total",
-			Help: "Audit records not written, by event (applied, app_logout) and reason (queue_full, write_failed).",
-		}, []string{"event", "reason"}),
-		jobs: make(chan logout.Record, auditFeedQueue),
-	}
-	reg.MustRegister(f.dropped)
-	for _, ev := range []string{logout.EventApplied, logout.EventAppLogout} {
-		f.dropped.WithLabelValues(ev, "queue_full")
-		f.dropped.WithLabelValues(ev, "write_failed")
-	}
-	for range auditFeedWorkers {
-		f.wg.Add(1)
-		go f.work()
-	}
-	f.unsub = store.Subscribe(f.applied)
-	return f
-}
-
-// applied records an entry the store applied that was not revoked through
-// the audited store here: one from another replica.
-func (f *auditFeed) applied(e cache.Entry) {
-	if f.audited.Local(e) {
-		return
-	}
-	rec := logout.RecordOf(logout.EventApplied, e)
-	rec.AppliedAt = time.Now().UTC()
-	f.add(rec)
-}
+var _ gateway.AppLogoutObserver = appLogoutAudit{}
 
 // AppLogoutDone records an app logout outcome.
-func (f *auditFeed) AppLogoutDone(_ context.Context, o gateway.AppLogoutOutcome) {
-	rec := logout.Record{
-		Event:   logout.EventAppLogout,
-		Targets: []logout.AuditTarget{{Issuer: o.Issuer, Kind: cache.KindSub, Value: o.Subject}},
-		AppLogout: &logout.AuditAppLogout{
-			Route: o.Route, Session: o.Session, Outcome: o.Outcome, Status: o.Status, Attempts: o.Attempts,
+func (o appLogoutAudit) AppLogoutDone(_ context.Context, out gateway.AppLogoutOutcome) {
+	rec := audit.Record{
+		Event:   audit.EventAppLogout,
+		Targets: []audit.Target{{Issuer: out.Issuer, Kind: cache.KindSub, Value: out.Subject}},
+		AppLogout: &audit.AppLogout{
+			Route: out.Route, Session: out.Session, Outcome: out.Outcome, Status: out.Status, Attempts: out.Attempts,
 		},
 	}
-	if o.SID != "" {
-		rec.Targets = append(rec.Targets, logout.AuditTarget{Issuer: o.Issuer, Kind: cache.KindSID, Value: o.SID})
+	if out.SID != "" {
+		rec.Targets = append(rec.Targets, audit.Target{Issuer: out.Issuer, Kind: cache.KindSID, Value: out.SID})
 	}
-	f.add(rec)
-}
-
-// add queues rec without blocking.
-func (f *auditFeed) add(rec logout.Record) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if !f.closed {
-		select {
-		case f.jobs <- rec:
-			return
-		default:
-		}
-	}
-	f.dropped.WithLabelValues(rec.Event, "queue_full").Inc()
-	f.log.Warn("audit record dropped: queue full", "event", rec.Event)
-}
-
-func (f *auditFeed) work() {
-	defer f.wg.Done()
-	for rec := range f.jobs {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := f.audit.Append(ctx, rec)
-		cancel()
-		if err != nil {
-			f.dropped.WithLabelValues(rec.Event, "write_failed").Inc()
-			f.log.Error("audit record not written", "event", rec.Event, "error", err)
-		}
-	}
-}
-
-// close stops the subscription and writes what is queued. Idempotent.
-func (f *auditFeed) close() {
-	f.once.Do(func() {
-		f.unsub()
-		f.mu.Lock()
-		f.closed = true
-		close(f.jobs)
-		f.mu.Unlock()
-		f.wg.Wait()
-	})
+	o.feed.Add(rec)
 }
 
 // replicaName names this replica in audit records: the host name and the
@@ -217,14 +120,14 @@ func replicaName(store any) string {
 
 // openAudit opens the audit log and returns the store the revocation
 // sources use (Revoke audited) and the app logout observer.
-func (a *gatewayApp) openAudit(cfg logout.AuditConfig, log *slog.Logger, reg prometheus.Registerer) (revocationStore, gateway.AppLogoutObserver, error) {
+func (a *gatewayApp) openAudit(cfg audit.Config, log *slog.Logger, reg prometheus.Registerer) (revocationStore, gateway.AppLogoutObserver, error) {
 	cfg.Replica, cfg.Logger = replicaName(a.store), log
-	au, err := logout.OpenAudit(cfg)
+	au, err := audit.Open(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	a.audit = au
-	audited := &logout.AuditedStore{Store: a.store, Audit: au}
-	a.feed = newAuditFeed(au, audited, a.store, log, reg)
-	return auditedStore{revocationStore: a.store, audited: audited}, a.feed, nil
+	audited := &audit.Store{Store: a.store, Log: au}
+	a.feed = audit.NewFeed(au, audited, a.store, log, reg)
+	return auditedStore{revocationStore: a.store, audited: audited}, appLogoutAudit{a.feed}, nil
 }

@@ -14,19 +14,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
-	"github.com/oidcgate/oidcgate/logout"
 )
 
 // writeAuditLog writes n records with the real audit writer.
 func writeAuditLog(t *testing.T, path string, n int) {
 	t.Helper()
-	a, err := logout.OpenAudit(logout.AuditConfig{Path: path, Replica: "e2e"})
+	a, err := audit.Open(audit.Config{Path: path, Replica: "e2e"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range n {
-		rec := logout.RecordOf(logout.EventRevocation, cache.Entry{
+		rec := audit.RecordOf(audit.EventRevocation, cache.Entry{
 			Issuer: "https://idp.example", Kind: cache.KindSub, Value: fmt.Sprintf("user-%d", i),
 			RevokedAt: time.Now(), Initiator: "admin:ops",
 		})
@@ -170,10 +170,10 @@ audit:
 		t.Fatal("the app's logout URL was not called for alice")
 	}
 
-	query := func(q, token string) (int, []logout.Record) {
+	query := func(q, token string) (int, []audit.Record) {
 		r := do(t, gw.client, http.MethodGet, gw.internal+"/admin/audit?"+q, token, nil, nil)
 		var body struct {
-			Records []logout.Record `json:"records"`
+			Records []audit.Record `json:"records"`
 		}
 		if r.status == http.StatusOK {
 			if err := json.Unmarshal(r.body, &body); err != nil {
@@ -182,25 +182,25 @@ audit:
 		}
 		return r.status, body.Records
 	}
-	var recs []logout.Record
+	var recs []audit.Record
 	// The app logout outcome is written by the audit feed, after the call.
 	waitFor(10*time.Second, func() bool {
 		_, recs = query("sub=alice", cfg.adminToken)
 		return len(recs) >= 2
 	})
-	var revocation, appLogout *logout.Record
+	var revocation, appLogout *audit.Record
 	for i := range recs {
 		switch recs[i].Event {
-		case logout.EventRevocation:
+		case audit.EventRevocation:
 			revocation = &recs[i]
-		case logout.EventAppLogout:
+		case audit.EventAppLogout:
 			appLogout = &recs[i]
 		}
 	}
 	switch {
 	case revocation == nil:
 		t.Errorf("no revocation record for alice in %+v", recs)
-	case revocation.Trigger != logout.TriggerAdmin || revocation.Initiator != "admin:e2e" || revocation.Reason != "offboarding" ||
+	case revocation.Trigger != audit.TriggerAdmin || revocation.Initiator != "admin:e2e" || revocation.Reason != "offboarding" ||
 		len(revocation.Targets) != 1 || revocation.Targets[0].Value != "alice" || revocation.AppliedAt.IsZero():
 		t.Errorf("revocation record: got %+v; want trigger admin by admin:e2e on sub alice, applied", *revocation)
 	}

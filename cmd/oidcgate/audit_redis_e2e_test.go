@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache/redistest"
-	"github.com/oidcgate/oidcgate/logout"
 )
 
 // TestAuditAcrossReplicas: with Redis, a revocation accepted by replica 1
@@ -34,7 +34,7 @@ func TestAuditAcrossReplicas(t *testing.T) {
 	}
 	reps[0].mustRevoke(t, map[string]string{"sub": "audited-user", "reason": "offboarding"})
 
-	find := func(path, event string) (logout.Record, bool) {
+	find := func(path, event string) (audit.Record, bool) {
 		recs, err := readAudit(path)
 		if err != nil {
 			t.Fatal(err)
@@ -44,17 +44,17 @@ func TestAuditAcrossReplicas(t *testing.T) {
 				return r, true
 			}
 		}
-		return logout.Record{}, false
+		return audit.Record{}, false
 	}
-	rev, ok := find(paths[0], logout.EventRevocation)
-	if !ok || rev.Trigger != logout.TriggerAdmin || rev.Reason != "offboarding" || rev.AppliedAt.IsZero() {
+	rev, ok := find(paths[0], audit.EventRevocation)
+	if !ok || rev.Trigger != audit.TriggerAdmin || rev.Reason != "offboarding" || rev.AppliedAt.IsZero() {
 		t.Fatalf("replica 1: revocation record: got %+v, %v; want trigger admin, reason offboarding, applied", rev, ok)
 	}
-	var applied logout.Record
-	if !waitFor(propagationTimeout, func() bool { applied, ok = find(paths[1], logout.EventApplied); return ok }) {
+	var applied audit.Record
+	if !waitFor(propagationTimeout, func() bool { applied, ok = find(paths[1], audit.EventApplied); return ok }) {
 		t.Fatalf("replica 2 wrote no applied record within %s", propagationTimeout)
 	}
-	if !applied.RevokedAt.Equal(rev.RevokedAt) || applied.AppliedAt.Before(rev.RevokedAt) || applied.Replica == rev.Replica || applied.Trigger != logout.TriggerAdmin {
+	if !applied.RevokedAt.Equal(rev.RevokedAt) || applied.AppliedAt.Before(rev.RevokedAt) || applied.Replica == rev.Replica || applied.Trigger != audit.TriggerAdmin {
 		t.Errorf("replica 2 applied record: got %+v; want the origin's revoked_at %s, applied after it, by another replica, trigger admin", applied, rev.RevokedAt)
 	}
 	if lag := applied.AppliedAt.Sub(rev.RevokedAt); lag > time.Minute {
@@ -68,17 +68,17 @@ func TestAuditAcrossReplicas(t *testing.T) {
 }
 
 // readAudit decodes an audit file's records.
-func readAudit(path string) ([]logout.Record, error) {
+func readAudit(path string) ([]audit.Record, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var recs []logout.Record
+	var recs []audit.Record
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		if line == "" {
 			continue
 		}
-		var r logout.Record
+		var r audit.Record
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}

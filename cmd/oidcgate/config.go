@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
 
 	"github.com/oidcgate/oidcgate/gateway"
@@ -53,7 +54,7 @@ type Config struct {
 	IntrospectionClients []introspect.Client `yaml:"introspection_clients"`
 	// Audit is the tamper-evident audit log; without audit.path nothing
 	// is audited.
-	Audit logout.AuditConfig `yaml:"audit"`
+	Audit audit.Config `yaml:"audit"`
 	// SSF is the Shared Signals receiver; without transmitters it is off.
 	SSF SSFConfig `yaml:"ssf"`
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/gateway"
 	"github.com/oidcgate/oidcgate/introspect"
@@ -59,8 +60,8 @@ type gatewayApp struct {
 	internal *http.Server
 	publicLn net.Listener
 	intLn    net.Listener
-	audit    *logout.Audit // nil without audit.path
-	feed     *auditFeed    // nil without audit.path
+	audit    *audit.Log  // nil without audit.path
+	feed     *audit.Feed // nil without audit.path
 }
 
 // newGateway opens the store, builds every component and binds both
@@ -384,7 +385,7 @@ func (a *gatewayApp) close() {
 		}
 	}
 	if a.feed != nil {
-		a.feed.close()
+		a.feed.Close()
 	}
 	if a.audit != nil {
 		if err := a.audit.Close(); err != nil {

@@ -1,4 +1,4 @@
-package logout
+package audit
 
 import (
 	"bytes"
@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// FuzzVerifyAudit feeds arbitrary file contents to VerifyAuditFiles: it
+// FuzzVerifyFiles feeds arbitrary file contents to VerifyFiles: it
 // never panics, and an intact verdict counts every line.
-func FuzzVerifyAudit(f *testing.F) {
+func FuzzVerifyFiles(f *testing.F) {
 	chain := []byte(`{"seq":1,"time":"2026-03-01T12:00:01Z","event":"revocation","trigger":"admin","initiator":"admin:ops","targets":[{"issuer":"https://idp","kind":"sub","value":"alice"}],"prev":"` + GenesisHash + `"}` + "\n")
 	f.Add(chain)
 	f.Add([]byte{})
@@ -22,9 +22,9 @@ func FuzzVerifyAudit(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		rep, err := VerifyAuditFiles(path)
+		rep, err := VerifyFiles(path)
 		if err != nil {
-			t.Fatalf("VerifyAuditFiles: %v", err)
+			t.Fatalf("VerifyFiles: %v", err)
 		}
 		if rep.Break == nil {
 			if n := bytes.Count(data, []byte("\n")); rep.Records != n || (n > 0 && data[len(data)-1] != '\n') {

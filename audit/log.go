@@ -1,4 +1,4 @@
-package logout
+package audit
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 
 // Audit defaults and bounds.
 const (
-	// defaultAuditMaxBytes is AuditConfig.MaxBytes when zero: 100 MiB.
+	// defaultAuditMaxBytes is Config.MaxBytes when zero: 100 MiB.
 	defaultAuditMaxBytes = 100 << 20
 	// auditQueue bounds the records waiting for the writer; Append blocks
 	// (honouring its ctx) while it is full.
@@ -38,8 +38,8 @@ const (
 // GenesisHash is the prev of the first record ever written: 64 zeros.
 var GenesisHash = strings.Repeat("0", 2*sha256.Size)
 
-// ErrAuditClosed is returned by Append after Close.
-var ErrAuditClosed = errors.New("logout: audit log closed")
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("audit: log closed")
 
 // The event of a Record.
 const (
@@ -92,17 +92,17 @@ func Trigger(initiator string) string {
 	return ""
 }
 
-// AuditTarget is what a revocation names. Value is the entry's value as
+// Target is what a revocation names. Value is the entry's value as
 // stored: an identifier (sub, sid, client id, jti, session id) or, for an
 // opaque token revoked at /revoke, the token's hash; never a raw token.
-type AuditTarget struct {
+type Target struct {
 	Issuer string     `json:"issuer,omitempty"`
 	Kind   cache.Kind `json:"kind"`
 	Value  string     `json:"value"`
 }
 
-// AuditAppLogout is the outcome of one app logout call.
-type AuditAppLogout struct {
+// AppLogout is the outcome of one app logout call.
+type AppLogout struct {
 	Route string `json:"route"`
 	// Session is a short digest of the gateway session id (never the id).
 	Session string `json:"session"`
@@ -121,20 +121,20 @@ type Record struct {
 	// Time is when the record was written; Append sets it when zero.
 	Time time.Time `json:"time"`
 	// Replica names the replica that wrote the record; Append sets it to
-	// AuditConfig.Replica when empty.
-	Replica   string        `json:"replica,omitempty"`
-	Event     string        `json:"event"`
-	Trigger   string        `json:"trigger,omitempty"`
-	Initiator string        `json:"initiator,omitempty"`
-	Reason    string        `json:"reason,omitempty"`
-	Targets   []AuditTarget `json:"targets,omitempty"`
+	// Config.Replica when empty.
+	Replica   string   `json:"replica,omitempty"`
+	Event     string   `json:"event"`
+	Trigger   string   `json:"trigger,omitempty"`
+	Initiator string   `json:"initiator,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Targets   []Target `json:"targets,omitempty"`
 	// RevokedAt is when the revocation was accepted (on its origin replica).
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	// ReceivedAt is when this replica received the request.
 	ReceivedAt time.Time `json:"received_at,omitzero"`
 	// AppliedAt is when the revocation was enforced on this replica.
-	AppliedAt time.Time       `json:"applied_at,omitzero"`
-	AppLogout *AuditAppLogout `json:"app_logout,omitempty"`
+	AppliedAt time.Time  `json:"applied_at,omitzero"`
+	AppLogout *AppLogout `json:"app_logout,omitempty"`
 	// Prev is the hex SHA-256 of the previous line's bytes (without its
 	// newline); GenesisHash for the first record. Append sets it.
 	Prev string `json:"prev"`
@@ -148,13 +148,13 @@ func RecordOf(event string, e cache.Entry) Record {
 		Trigger:   Trigger(e.Initiator),
 		Initiator: e.Initiator,
 		Reason:    e.Reason,
-		Targets:   []AuditTarget{{Issuer: e.Issuer, Kind: e.Kind, Value: e.Value}},
+		Targets:   []Target{{Issuer: e.Issuer, Kind: e.Kind, Value: e.Value}},
 		RevokedAt: e.RevokedAt.UTC(),
 	}
 }
 
-// AuditConfig configures an Audit. The YAML key is `audit`.
-type AuditConfig struct {
+// Config configures a Log. The YAML key is `audit`.
+type Config struct {
 	// Path is the audit file, an absolute path. Required.
 	Path string `yaml:"path"`
 	// MaxBytes is the size after which the file is rotated (renamed to
@@ -170,7 +170,7 @@ type AuditConfig struct {
 
 // Validate reports every problem of c at once, each message starting with
 // its YAML key. It does no I/O.
-func (c AuditConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	switch {
 	case c.Path == "":
@@ -184,12 +184,12 @@ func (c AuditConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Audit is an append-only, hash-chained JSON Lines file. Append is safe
+// Log is an append-only, hash-chained JSON Lines file. Append is safe
 // for concurrent use: one writer goroutine batches concurrent records and
 // makes them durable with one fsync per batch (group commit), so no caller
 // holds a lock across an fsync.
-type Audit struct {
-	cfg   AuditConfig
+type Log struct {
+	cfg   Config
 	log   *slog.Logger
 	queue chan *auditReq
 	done  chan struct{}
@@ -216,13 +216,13 @@ type auditReq struct {
 	done chan error
 }
 
-// OpenAudit validates cfg, opens (or creates) the file and continues its
+// Open validates cfg, opens (or creates) the file and continues its
 // chain from its last line. A last line without its newline (a write torn
 // by a crash, never acknowledged) is cut off and logged. It starts the
 // writer; Close stops it.
-func OpenAudit(cfg AuditConfig) (*Audit, error) {
+func Open(cfg Config) (*Log, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("logout: audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	cfg.Path = filepath.Clean(cfg.Path)
 	if cfg.MaxBytes == 0 {
@@ -234,24 +234,24 @@ func OpenAudit(cfg AuditConfig) (*Audit, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Audit{cfg: cfg, log: cfg.Logger, queue: make(chan *auditReq, auditQueue), done: make(chan struct{}), prev: GenesisHash}
+	a := &Log{cfg: cfg, log: cfg.Logger, queue: make(chan *auditReq, auditQueue), done: make(chan struct{}), prev: GenesisHash}
 	f, err := os.OpenFile(cfg.Path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("logout: audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if err := a.resume(f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("logout: audit: %s: %w", cfg.Path, err)
+		return nil, fmt.Errorf("audit: %s: %w", cfg.Path, err)
 	}
 	if a.size == 0 {
 		if err := a.resumeRotated(); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("logout: audit: %w", err)
+			return nil, fmt.Errorf("audit: %w", err)
 		}
 	}
 	if err := syncDir(cfg.Path); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("logout: audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	a.f = f
 	go a.write()
@@ -260,7 +260,7 @@ func OpenAudit(cfg AuditConfig) (*Audit, error) {
 
 // resume reads f's last line into seq and prev, cutting off a torn tail,
 // and leaves f positioned at its end.
-func (a *Audit) resume(f *os.File) error {
+func (a *Log) resume(f *os.File) error {
 	st, err := f.Stat()
 	if err != nil {
 		return err
@@ -325,8 +325,8 @@ func completeRecord(tail, prev []byte) bool {
 
 // resumeRotated continues the chain from the newest rotated file when the
 // current file is empty (a crash right after a rotation).
-func (a *Audit) resumeRotated() error {
-	rotated, err := RotatedAuditFiles(a.cfg.Path)
+func (a *Log) resumeRotated() error {
+	rotated, err := RotatedFiles(a.cfg.Path)
 	if err != nil || len(rotated) == 0 {
 		return err
 	}
@@ -350,7 +350,7 @@ func (a *Audit) resumeRotated() error {
 	return nil
 }
 
-func (a *Audit) continueFrom(line []byte) error {
+func (a *Log) continueFrom(line []byte) error {
 	var r struct {
 		Seq uint64 `json:"seq"`
 	}
@@ -404,8 +404,8 @@ func hashLine(line []byte) string {
 // r.Seq, r.Prev, r.Time (when zero) and r.Replica (when empty). A nil
 // error means the record is durable. When ctx ends first, Append returns
 // ctx's error; a record already queued may still be written. After Close
-// it returns ErrAuditClosed.
-func (a *Audit) Append(ctx context.Context, r Record) error {
+// it returns ErrClosed.
+func (a *Log) Append(ctx context.Context, r Record) error {
 	req := &auditReq{rec: r, done: make(chan error, 1)}
 	if err := a.enqueue(ctx, req); err != nil {
 		return err
@@ -414,27 +414,27 @@ func (a *Audit) Append(ctx context.Context, r Record) error {
 	case err := <-req.done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("logout: audit: %w", ctx.Err())
+		return fmt.Errorf("audit: %w", ctx.Err())
 	}
 }
 
-func (a *Audit) enqueue(ctx context.Context, req *auditReq) error {
+func (a *Log) enqueue(ctx context.Context, req *auditReq) error {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if a.closed {
-		return ErrAuditClosed
+		return ErrClosed
 	}
 	select {
 	case a.queue <- req:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("logout: audit: %w", ctx.Err())
+		return fmt.Errorf("audit: %w", ctx.Err())
 	}
 }
 
 // Close writes the records already queued, stops the writer and closes
 // the file. It is idempotent and safe to call concurrently with Append.
-func (a *Audit) Close() error {
+func (a *Log) Close() error {
 	var err error
 	a.once.Do(func() {
 		a.mu.Lock()
@@ -448,11 +448,11 @@ func (a *Audit) Close() error {
 }
 
 // Path is the current file's path.
-func (a *Audit) Path() string { return a.cfg.Path }
+func (a *Log) Path() string { return a.cfg.Path }
 
 // write is the writer goroutine: it takes what is queued, up to
 // auditMaxBatch records, and commits it with one fsync.
-func (a *Audit) write() {
+func (a *Log) write() {
 	defer close(a.done)
 	batch := make([]*auditReq, 0, auditMaxBatch)
 	buf := make([]byte, 0, 64<<10)
@@ -475,10 +475,10 @@ func (a *Audit) write() {
 }
 
 // commit writes batch and answers each request. It returns buf for reuse.
-func (a *Audit) commit(batch []*auditReq, buf []byte) []byte {
+func (a *Log) commit(batch []*auditReq, buf []byte) []byte {
 	if a.broken == nil && a.size >= a.cfg.MaxBytes {
 		if err := a.rotate(); err != nil {
-			a.broken = fmt.Errorf("logout: audit: rotation failed: %w", err)
+			a.broken = fmt.Errorf("audit: rotation failed: %w", err)
 			a.log.Error("audit log: rotation failed; refusing every record until restarted", "path", a.cfg.Path, "error", err)
 		}
 	}
@@ -502,7 +502,7 @@ func (a *Audit) commit(batch []*auditReq, buf []byte) []byte {
 		}
 		line, err := json.Marshal(rec)
 		if err != nil {
-			errs[i] = fmt.Errorf("logout: audit: %w", err)
+			errs[i] = fmt.Errorf("audit: %w", err)
 			continue
 		}
 		buf = append(append(buf, line...), '\n')
@@ -532,7 +532,7 @@ func (a *Audit) commit(batch []*auditReq, buf []byte) []byte {
 // persist appends buf and fsyncs. On failure it cuts the file back to its
 // last good size so the chain stays intact; if even that fails, the audit
 // is broken for good.
-func (a *Audit) persist(buf []byte) error {
+func (a *Log) persist(buf []byte) error {
 	if len(buf) == 0 {
 		return nil
 	}
@@ -544,7 +544,7 @@ func (a *Audit) persist(buf []byte) error {
 		a.size += int64(len(buf))
 		return nil
 	}
-	err = fmt.Errorf("logout: audit: write: %w", err)
+	err = fmt.Errorf("audit: write: %w", err)
 	if terr := a.f.Truncate(a.size); terr != nil {
 		a.broken = err
 		a.log.Error("audit log: a failed write could not be undone; refusing every record until restarted", "path", a.cfg.Path, "error", err)
@@ -556,7 +556,7 @@ func (a *Audit) persist(buf []byte) error {
 
 // rotate renames the current file to Path.<UTC timestamp> and starts an
 // empty one; the chain (seq, prev) continues into it.
-func (a *Audit) rotate() error {
+func (a *Log) rotate() error {
 	if err := a.f.Close(); err != nil {
 		return err
 	}
@@ -595,9 +595,9 @@ func syncDir(path string) error {
 	return d.Sync()
 }
 
-// RotatedAuditFiles returns the rotated files of the audit file path
+// RotatedFiles returns the rotated files of the audit file path
 // (path.<UTC timestamp>), oldest first.
-func RotatedAuditFiles(path string) ([]string, error) {
+func RotatedFiles(path string) ([]string, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."

@@ -1,4 +1,4 @@
-package logout
+package audit
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 // BenchmarkAuditAppend measures durable appends (write + fsync) from
 // parallel appenders, batched by group commit.
 func BenchmarkAuditAppend(b *testing.B) {
-	a, err := OpenAudit(AuditConfig{Path: filepath.Join(b.TempDir(), "audit.jsonl"), Replica: "bench"})
+	a, err := Open(Config{Path: filepath.Join(b.TempDir(), "audit.jsonl"), Replica: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package logout
+package audit
 
 import (
 	"bufio"
@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// Why a record breaks the chain (AuditBreak.Why).
+// Why a record breaks the chain (Break.Why).
 const (
 	// BreakEdited: a line was changed (or is not a record at all).
 	BreakEdited = "edited"
@@ -26,8 +26,8 @@ const (
 	BreakTruncated = "truncated"
 )
 
-// AuditReport is the result of VerifyAuditFiles.
-type AuditReport struct {
+// Report is the result of VerifyFiles.
+type Report struct {
 	// Files are the files checked, in chain order.
 	Files []string
 	// Records counts the records that verified before the first break.
@@ -36,14 +36,14 @@ type AuditReport struct {
 	// kept elsewhere, it detects a later removal of the file's tail.
 	LastHash string
 	// Break is the first broken record; nil when the chain is intact.
-	Break *AuditBreak
-	// Anchor is the hash of the record whose seq VerifyAuditAnchor was
+	Break *Break
+	// Anchor is the hash of the record whose seq VerifyAnchor was
 	// asked about; "" when the verified chain has no such record.
 	Anchor string
 }
 
-// AuditBreak locates the first broken record.
-type AuditBreak struct {
+// Break locates the first broken record.
+type Break struct {
 	File string
 	// Line is 1-based, within File.
 	Line int
@@ -53,11 +53,11 @@ type AuditBreak struct {
 	Detail string
 }
 
-func (b *AuditBreak) String() string {
+func (b *Break) String() string {
 	return fmt.Sprintf("%s:%d: %s: %s", b.File, b.Line, b.Why, b.Detail)
 }
 
-// VerifyAuditFiles checks the hash chain across paths as one log: rotated
+// VerifyFiles checks the hash chain across paths as one log: rotated
 // files (path.<UTC timestamp>) first, oldest first, then the current one,
 // whatever order they are given in. The first record must start the chain
 // (prev is GenesisHash), so verifying a log whose oldest files were
@@ -65,22 +65,22 @@ func (b *AuditBreak) String() string {
 // the error is only for files that cannot be read. A hash chain alone
 // cannot tell that the newest records were cut off or the newest record
 // changed: compare Records and LastHash with a copy kept elsewhere.
-func VerifyAuditFiles(paths ...string) (AuditReport, error) {
+func VerifyFiles(paths ...string) (Report, error) {
 	return verifyAudit(0, paths)
 }
 
-// VerifyAuditAnchor is VerifyAuditFiles that also reports, in Anchor, the
+// VerifyAnchor is VerifyFiles that also reports, in Anchor, the
 // hash of the record numbered seq: compared with an "audit head" kept
 // outside the file (the gateway logs one at most every minute), it shows
 // records removed or changed up to that point, which the chain alone
 // cannot.
-func VerifyAuditAnchor(seq uint64, paths ...string) (AuditReport, error) {
+func VerifyAnchor(seq uint64, paths ...string) (Report, error) {
 	return verifyAudit(seq, paths)
 }
 
-func verifyAudit(anchor uint64, paths []string) (AuditReport, error) {
+func verifyAudit(anchor uint64, paths []string) (Report, error) {
 	files := sortAuditFiles(paths)
-	rep := AuditReport{Files: files, LastHash: GenesisHash}
+	rep := Report{Files: files, LastHash: GenesisHash}
 	lines := &auditLines{files: files}
 	defer lines.close()
 	var (
@@ -115,9 +115,9 @@ func verifyAudit(anchor uint64, paths []string) (AuditReport, error) {
 // check judges l, given the hash and seq the chain expects and the last
 // verified lines, looking ahead in lines when it must; nil means l is in
 // its place.
-func (l auditLine) check(wantPrev string, wantSeq uint64, verified []auditLine, lines *auditLines) *AuditBreak {
-	brk := func(at auditLine, why, detail string) *AuditBreak {
-		return &AuditBreak{File: at.file, Line: at.n, Why: why, Detail: detail}
+func (l auditLine) check(wantPrev string, wantSeq uint64, verified []auditLine, lines *auditLines) *Break {
+	brk := func(at auditLine, why, detail string) *Break {
+		return &Break{File: at.file, Line: at.n, Why: why, Detail: detail}
 	}
 	if l.torn {
 		return brk(l, BreakTruncated, "the last line has no newline")
@@ -269,7 +269,7 @@ func (ls *auditLines) read() (auditLine, error) {
 			}
 			f, err := os.Open(ls.files[ls.i])
 			if err != nil {
-				return auditLine{}, fmt.Errorf("logout: audit: %w", err)
+				return auditLine{}, fmt.Errorf("audit: %w", err)
 			}
 			ls.f, ls.r, ls.n = f, bufio.NewReaderSize(f, 64<<10), 0
 		}
@@ -283,7 +283,7 @@ func (ls *auditLines) read() (auditLine, error) {
 		l := auditLine{file: ls.files[ls.i], n: ls.n, raw: raw, torn: torn}
 		if err != nil {
 			if !errors.Is(err, errLineTooLong) {
-				return l, fmt.Errorf("logout: audit: %s: %w", l.file, err)
+				return l, fmt.Errorf("audit: %s: %w", l.file, err)
 			}
 			l.err = err
 			return l, nil

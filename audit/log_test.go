@@ -1,4 +1,4 @@
-package logout
+package audit
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func (c *auditClock) Now() time.Time {
 	return c.t
 }
 
-func openTestAudit(t *testing.T, cfg AuditConfig) *Audit {
+func openTestAudit(t *testing.T, cfg Config) *Log {
 	t.Helper()
 	if cfg.Path == "" {
 		cfg.Path = filepath.Join(t.TempDir(), "audit.jsonl")
@@ -41,7 +41,7 @@ func openTestAudit(t *testing.T, cfg AuditConfig) *Audit {
 	if cfg.Now == nil {
 		cfg.Now = newAuditClock().Now
 	}
-	a, err := OpenAudit(cfg)
+	a, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,12 +91,12 @@ func TestTrigger(t *testing.T) {
 
 func TestAuditConfigValidate(t *testing.T) {
 	tests := []struct {
-		cfg  AuditConfig
+		cfg  Config
 		want []string
 	}{
-		{AuditConfig{Path: "/var/lib/oidcgate/audit.jsonl"}, nil},
-		{AuditConfig{}, []string{"path: required"}},
-		{AuditConfig{Path: "audit.jsonl", MaxBytes: -1}, []string{"path: must be an absolute path", "max_bytes: negative"}},
+		{Config{Path: "/var/lib/oidcgate/audit.jsonl"}, nil},
+		{Config{}, []string{"path: required"}},
+		{Config{Path: "audit.jsonl", MaxBytes: -1}, []string{"path: must be an absolute path", "max_bytes: negative"}},
 	}
 	for _, tt := range tests {
 		err := tt.cfg.Validate()
@@ -115,7 +115,7 @@ func TestAuditConfigValidate(t *testing.T) {
 // returns and that the chain continues after a reopen.
 func TestAuditChain(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	a := openTestAudit(t, AuditConfig{Path: path, Replica: "r1"})
+	a := openTestAudit(t, Config{Path: path, Replica: "r1"})
 	ctx := context.Background()
 	for i := range 3 {
 		if err := a.Append(ctx, testRecord(i)); err != nil {
@@ -131,10 +131,10 @@ func TestAuditChain(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatalf("second Close: got %v; want nil", err)
 	}
-	if err := a.Append(ctx, testRecord(9)); !errors.Is(err, ErrAuditClosed) {
-		t.Fatalf("Append after Close: got %v; want ErrAuditClosed", err)
+	if err := a.Append(ctx, testRecord(9)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close: got %v; want ErrClosed", err)
 	}
-	b := openTestAudit(t, AuditConfig{Path: path, Replica: "r1"})
+	b := openTestAudit(t, Config{Path: path, Replica: "r1"})
 	if err := b.Append(ctx, testRecord(3)); err != nil {
 		t.Fatal(err)
 	}
@@ -150,15 +150,15 @@ func TestAuditChain(t *testing.T) {
 		}
 		prev = hashLine(l)
 	}
-	rep, err := VerifyAuditFiles(path)
+	rep, err := VerifyFiles(path)
 	if err != nil || rep.Break != nil || rep.Records != 4 || rep.LastHash != prev {
-		t.Fatalf("VerifyAuditFiles: got %+v, %v; want 4 intact records ending in %s", rep, err, prev)
+		t.Fatalf("VerifyFiles: got %+v, %v; want 4 intact records ending in %s", rep, err, prev)
 	}
 }
 
 func TestAuditTornTail(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	a := openTestAudit(t, AuditConfig{Path: path})
+	a := openTestAudit(t, Config{Path: path})
 	if err := a.Append(context.Background(), testRecord(0)); err != nil {
 		t.Fatal(err)
 	}
@@ -169,21 +169,21 @@ func TestAuditTornTail(t *testing.T) {
 	}
 	_, _ = f.WriteString(`{"seq":2,"ti`)
 	f.Close()
-	if rep, _ := VerifyAuditFiles(path); rep.Break == nil || rep.Break.Why != BreakTruncated {
+	if rep, _ := VerifyFiles(path); rep.Break == nil || rep.Break.Why != BreakTruncated {
 		t.Fatalf("verify a torn tail: got %+v; want truncated", rep.Break)
 	}
-	b := openTestAudit(t, AuditConfig{Path: path})
+	b := openTestAudit(t, Config{Path: path})
 	if err := b.Append(context.Background(), testRecord(1)); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := VerifyAuditFiles(path); err != nil || rep.Break != nil || rep.Records != 2 {
+	if rep, err := VerifyFiles(path); err != nil || rep.Break != nil || rep.Records != 2 {
 		t.Fatalf("after reopening: got %+v, %v; want 2 intact records", rep, err)
 	}
 }
 
 func TestAuditConcurrentAppend(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	a := openTestAudit(t, AuditConfig{Path: path})
+	a := openTestAudit(t, Config{Path: path})
 	const writers, each = 16, 25
 	var wg sync.WaitGroup
 	errs := make(chan error, writers*each)
@@ -201,14 +201,14 @@ func TestAuditConcurrentAppend(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, err := VerifyAuditFiles(path)
+	rep, err := VerifyFiles(path)
 	if err != nil || rep.Break != nil || rep.Records != writers*each {
-		t.Fatalf("VerifyAuditFiles: got %+v, %v; want %d intact records", rep, err, writers*each)
+		t.Fatalf("VerifyFiles: got %+v, %v; want %d intact records", rep, err, writers*each)
 	}
 }
 
 func TestAuditAppendContext(t *testing.T) {
-	a := openTestAudit(t, AuditConfig{})
+	a := openTestAudit(t, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	// Either the record was queued and written, or ctx was honoured.
@@ -220,13 +220,13 @@ func TestAuditAppendContext(t *testing.T) {
 func TestAuditRotation(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.jsonl")
-	a := openTestAudit(t, AuditConfig{Path: path, MaxBytes: 1})
+	a := openTestAudit(t, Config{Path: path, MaxBytes: 1})
 	for i := range 4 {
 		if err := a.Append(context.Background(), testRecord(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rotated, err := RotatedAuditFiles(path)
+	rotated, err := RotatedFiles(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,25 +242,25 @@ func TestAuditRotation(t *testing.T) {
 		t.Errorf("new file's first record: got seq %d prev %s; want seq 4 prev %s", first.Seq, first.Prev, want)
 	}
 	// Given in any order, the files verify as one chain.
-	rep, err := VerifyAuditFiles(append([]string{path}, rotated...)...)
+	rep, err := VerifyFiles(append([]string{path}, rotated...)...)
 	if err != nil || rep.Break != nil || rep.Records != 4 {
-		t.Fatalf("VerifyAuditFiles(all): got %+v, %v; want 4 intact records", rep, err)
+		t.Fatalf("VerifyFiles(all): got %+v, %v; want 4 intact records", rep, err)
 	}
 	// The current file alone lacks its predecessors.
-	if rep, _ := VerifyAuditFiles(path); rep.Break == nil || rep.Break.Why != BreakRemoved {
-		t.Errorf("VerifyAuditFiles(current only): got %+v; want removed", rep.Break)
+	if rep, _ := VerifyFiles(path); rep.Break == nil || rep.Break.Why != BreakRemoved {
+		t.Errorf("VerifyFiles(current only): got %+v; want removed", rep.Break)
 	}
 	// Reopening an empty current file continues from the newest rotated one.
 	_ = a.Close()
 	if err := os.Rename(path, path+".20990101T000000.000000000Z"); err != nil {
 		t.Fatal(err)
 	}
-	b := openTestAudit(t, AuditConfig{Path: path})
+	b := openTestAudit(t, Config{Path: path})
 	if err := b.Append(context.Background(), testRecord(5)); err != nil {
 		t.Fatal(err)
 	}
-	all, _ := RotatedAuditFiles(path)
-	if rep, err := VerifyAuditFiles(append(all, path)...); err != nil || rep.Break != nil || rep.Records != 5 {
+	all, _ := RotatedFiles(path)
+	if rep, err := VerifyFiles(append(all, path)...); err != nil || rep.Break != nil || rep.Records != 5 {
 		t.Fatalf("after reopening an empty file: got %+v, %v; want 5 intact records", rep, err)
 	}
 }
@@ -268,7 +268,7 @@ func TestAuditRotation(t *testing.T) {
 // writeChain writes n records and returns the file's lines.
 func writeChain(t *testing.T, path string, n int) [][]byte {
 	t.Helper()
-	a := openTestAudit(t, AuditConfig{Path: path})
+	a := openTestAudit(t, Config{Path: path})
 	for i := range n {
 		if err := a.Append(context.Background(), testRecord(i)); err != nil {
 			t.Fatal(err)
@@ -332,7 +332,7 @@ func TestVerifyAuditFilesTampering(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			rep, err := VerifyAuditFiles(path)
+			rep, err := VerifyFiles(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,7 +351,7 @@ func TestVerifyAuditFilesTampering(t *testing.T) {
 }
 
 func TestVerifyAuditFilesMissing(t *testing.T) {
-	_, err := VerifyAuditFiles(filepath.Join(t.TempDir(), "nope"))
+	_, err := VerifyFiles(filepath.Join(t.TempDir(), "nope"))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("got %v; want os.ErrNotExist", err)
 	}
@@ -359,13 +359,17 @@ func TestVerifyAuditFilesMissing(t *testing.T) {
 
 func TestAuditedStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	a := openTestAudit(t, AuditConfig{Path: path})
-	st := openStore(t)
-	s := &AuditedStore{Store: st, Audit: a}
+	a := openTestAudit(t, Config{Path: path})
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	st, err := cache.Open(cache.Config{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatalf("cache.Open: %v", err)
+	}
+	defer st.Close()
+	s := &Store{Store: st, Log: a}
 	var local []bool
 	cancel := st.Subscribe(func(e cache.Entry) { local = append(local, s.Local(e)) })
 	defer cancel()
-	now := t0
 	e := cache.Entry{Issuer: "https://idp", Kind: cache.KindSID, Value: "s1", RevokedAt: now, ExpiresAt: now.Add(time.Hour), Initiator: "backchannel:https://idp jti_sha256:00"}
 	if _, err := s.Revoke(context.Background(), e); err != nil {
 		t.Fatal(err)
@@ -373,7 +377,7 @@ func TestAuditedStore(t *testing.T) {
 	if len(local) != 1 || !local[0] || s.Local(e) {
 		t.Errorf("Local during Revoke: got %v (after: %v); want [true] (after: false)", local, s.Local(e))
 	}
-	recs, err := a.Query(context.Background(), AuditQuery{})
+	recs, err := a.Query(context.Background(), Query{})
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("records: got %d, %v; want 1", len(recs), err)
 	}
@@ -384,8 +388,8 @@ func TestAuditedStore(t *testing.T) {
 	// A failed audit write fails the call, but the revocation stays.
 	_ = a.Close()
 	e.Value = "s2"
-	if _, err := s.Revoke(context.Background(), e); !errors.Is(err, ErrAuditClosed) {
-		t.Fatalf("Revoke with a closed audit: got %v; want ErrAuditClosed", err)
+	if _, err := s.Revoke(context.Background(), e); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Revoke with a closed audit: got %v; want ErrClosed", err)
 	}
 	if _, ok := st.Get(e.Issuer, e.Kind, e.Value); !ok {
 		t.Error("the revocation was not applied when its audit record failed")
@@ -396,7 +400,7 @@ func TestAuditedStore(t *testing.T) {
 // may have been acknowledged) is kept on reopen, never cut.
 func TestAuditMissingNewline(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	a := openTestAudit(t, AuditConfig{Path: path})
+	a := openTestAudit(t, Config{Path: path})
 	for i := range 2 {
 		if err := a.Append(context.Background(), testRecord(i)); err != nil {
 			t.Fatal(err)
@@ -410,11 +414,11 @@ func TestAuditMissingNewline(t *testing.T) {
 	if err := os.WriteFile(path, b[:len(b)-1], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := openTestAudit(t, AuditConfig{Path: path})
+	c := openTestAudit(t, Config{Path: path})
 	if err := c.Append(context.Background(), testRecord(2)); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := VerifyAuditFiles(path); err != nil || rep.Break != nil || rep.Records != 3 {
+	if rep, err := VerifyFiles(path); err != nil || rep.Break != nil || rep.Records != 3 {
 		t.Fatalf("after reopening: got %+v, %v; want 3 intact records (none cut)", rep, err)
 	}
 }

@@ -1,0 +1,128 @@
+package audit
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/oidcgate/oidcgate/cache"
+)
+
+// Query bounds.
+const (
+	defaultQueryLimit = 100
+	// MaxQueryLimit is the largest Query.Limit honoured.
+	MaxQueryLimit = 1000
+)
+
+// Query selects records for Query. Zero fields match all.
+type Query struct {
+	// Sub matches records with a target of kind sub whose value is Sub, or
+	// the hex SHA-256 of Sub, or whose hex SHA-256 is Sub.
+	Sub     string
+	Trigger string
+	// Since and Until bound the record's time, inclusive.
+	Since, Until time.Time
+	// Limit caps the result; 0 means 100, more than 1000 means 1000.
+	Limit int
+}
+
+func (q Query) match(r *Record) bool {
+	if q.Trigger != "" && r.Trigger != q.Trigger {
+		return false
+	}
+	if !q.Since.IsZero() && r.Time.Before(q.Since) || !q.Until.IsZero() && r.Time.After(q.Until) {
+		return false
+	}
+	if q.Sub == "" {
+		return true
+	}
+	subHash := sha256Hex(q.Sub)
+	return slices.ContainsFunc(r.Targets, func(t Target) bool {
+		return t.Kind == cache.KindSub && (t.Value == q.Sub || t.Value == subHash || sha256Hex(t.Value) == q.Sub)
+	})
+}
+
+func sha256Hex(s string) string {
+	d := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(d[:])
+}
+
+// Query returns the records q selects, newest first, from the current file
+// and the rotated ones. Lines that are not records are skipped (audit
+// verify is the tool that judges them). A rotated file named before
+// q.Since is not read.
+func (a *Log) Query(ctx context.Context, q Query) ([]Record, error) {
+	switch {
+	case q.Limit <= 0:
+		q.Limit = defaultQueryLimit
+	case q.Limit > MaxQueryLimit:
+		q.Limit = MaxQueryLimit
+	}
+	rotated, err := RotatedFiles(a.cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	slices.Reverse(rotated)
+	files := append([]string{a.cfg.Path}, rotated...)
+	var out []Record
+	for i, path := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if i > 0 && !q.Since.IsZero() {
+			rotatedAt, _ := time.Parse(rotatedLayout, path[len(a.cfg.Path)+1:])
+			if rotatedAt.Before(q.Since) {
+				break
+			}
+		}
+		recs, err := queryFile(path, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range slices.Backward(recs) {
+			out = append(out, r)
+		}
+		if len(out) >= q.Limit {
+			return out[:q.Limit], nil
+		}
+	}
+	return out, nil
+}
+
+// queryFile returns the records of path that q selects, oldest first. A
+// file renamed away meanwhile (rotation) yields none.
+func queryFile(path string, q Query) ([]Record, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 64<<10)
+	var out []Record
+	for {
+		raw, torn, err := readLine(r)
+		switch {
+		case errors.Is(err, io.EOF):
+			return out, nil
+		case errors.Is(err, errLineTooLong), torn:
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		var rec Record
+		if parseRecord(raw, &rec) == nil && q.match(&rec) {
+			out = append(out, rec)
+		}
+	}
+}
