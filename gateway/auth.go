@@ -58,6 +58,9 @@ const (
 	decUpstreamError
 	decLoginRedirect
 	decNoSession
+	decBadForward
+	decUntrusted
+	decNeedsProxy
 	numDecisions
 )
 
@@ -83,11 +86,17 @@ func (d decision) String() string {
 		return "login_redirect"
 	case decNoSession:
 		return "no_session"
+	case decBadForward:
+		return "bad_forwarded_request"
+	case decUntrusted:
+		return "untrusted_source"
+	case decNeedsProxy:
+		return "needs_proxy"
 	}
 	return "unknown"
 }
 
-// authenticate applies RFC 6750 §2.1 to r and returns the verified claims,
+// authenticate applies RFC 6750 §2.1 to the request header h and returns the verified claims,
 // or the reason to refuse. token is the parsed token, for the log's hash
 // only; it is "" when none was parsed.
 //
@@ -96,8 +105,8 @@ func (d decision) String() string {
 // URLs end up in access logs, browser history and Referer headers (RFC 6750
 // §5.3 and §2.3 "SHOULD NOT"), and reading a body would consume the
 // upstream's request.
-func (g *Gateway) authenticate(r *http.Request, scopes []string) (claims *introspect.Claims, d decision, token string) {
-	vals := r.Header["Authorization"]
+func (g *Gateway) authenticate(ctx context.Context, h http.Header, scopes []string) (claims *introspect.Claims, d decision, token string) {
+	vals := h["Authorization"]
 	switch {
 	case len(vals) == 0:
 		return nil, decNoToken, ""
@@ -117,7 +126,7 @@ func (g *Gateway) authenticate(r *http.Request, scopes []string) (claims *intros
 	case authMalformed:
 		return nil, decInvalidRequest, ""
 	}
-	claims, err := g.verifier.Verify(r.Context(), token)
+	claims, err := g.verifier.Verify(ctx, token)
 	switch {
 	case errors.Is(err, introspect.ErrInvalidToken):
 		return nil, decInvalidToken, token

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"slices"
@@ -57,7 +58,10 @@ type Route struct {
 	PathPrefix string `yaml:"path_prefix"`
 	// Upstream is an absolute http(s) URL; its path is joined with the
 	// request path ("http://app/base" + "/x" = "/base/x") and the outbound
-	// Host header is the upstream's host.
+	// Host header is the upstream's host. "" makes the route
+	// forward-auth only: an ingress asks /oauth2/auth (or ext_authz) about
+	// its requests and proxies them itself; the gateway answers 404 to a
+	// request it would have to proxy.
 	Upstream string `yaml:"upstream"`
 	// Auth is the route's auth mode; "" means AuthBearer.
 	Auth AuthMode `yaml:"auth"`
@@ -67,7 +71,8 @@ type Route struct {
 	// AppSessionCookies names the upstream's own session cookies. The
 	// browser only ever holds them sealed to the gateway session; the
 	// upstream gets the real value only while that session lives. Only for
-	// browser and either routes. Nil seals none.
+	// browser and either routes with an Upstream (sealing needs the
+	// gateway in the data path). Nil seals none.
 	AppSessionCookies []string `yaml:"app_session_cookies"`
 	// AppLogoutURL is called (POST, with the app's real cookies) when a
 	// session that used this route's app cookies is revoked. An absolute
@@ -203,6 +208,9 @@ type Config struct {
 	PublicURL string
 	// Session is the YAML `session` block; unused without browser routes.
 	Session SessionConfig
+	// ForwardAuth is the YAML `forward_auth` block: who may ask
+	// /oauth2/auth and where /oauth2/start may send a browser back to.
+	ForwardAuth ForwardAuthConfig
 	// Login is the OAuth client for browser login.
 	Login Login
 	// ClockSkew (YAML `clock_skew`) is added to a revocation's time when
@@ -247,6 +255,56 @@ type Config struct {
 	Metrics prometheus.Registerer
 }
 
+// ForwardAuthConfig is the YAML `forward_auth` block.
+type ForwardAuthConfig struct {
+	// AllowedRedirectHosts are the hosts (exact, case-insensitive, any
+	// port) besides public_url's origin that /oauth2/start's rd may name
+	// in an absolute http(s) URL. Nil allows same-origin paths and
+	// public_url's origin only.
+	AllowedRedirectHosts []string `yaml:"allowed_redirect_hosts"`
+	// TrustedProxies are the source addresses (IPs or CIDR ranges) allowed
+	// to ask /oauth2/auth and /oauth2/auth_redirect: the forwarded headers describing the original request are
+	// believed only from the ingress. Nil accepts any source.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+func (c ForwardAuthConfig) validate() []error {
+	var errs []error
+	for i, h := range c.AllowedRedirectHosts {
+		if h == "" || !validHost(h) {
+			errs = append(errs, fmt.Errorf("forward_auth.allowed_redirect_hosts[%d]: must be a host name without scheme, port or path", i))
+		}
+	}
+	for i, p := range c.TrustedProxies {
+		if _, err := parseSourceRange(p); err != nil {
+			errs = append(errs, fmt.Errorf("forward_auth.trusted_proxies[%d]: %w", i, err))
+		}
+	}
+	return errs
+}
+
+// parseSourceRange parses an IP ("10.0.0.7", "::1") or a CIDR range
+// ("10.0.0.0/8") into a prefix; an IPv4-mapped IPv6 address is its IPv4
+// form.
+func parseSourceRange(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("not an IP address or CIDR range: %q", s)
+		}
+		if p.Addr().Is4In6() {
+			return netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0)), nil
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("not an IP address or CIDR range: %q", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
 // defaultCookieName is the session cookie's name when session.cookie_name
 // is not set.
 func defaultCookieName(secure bool) string {
@@ -278,6 +336,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("clock_skew: must not be negative"))
 	}
 	errs = append(errs, c.validateSession()...)
+	errs = append(errs, c.ForwardAuth.validate()...)
 	cookieName := cmp.Or(c.Session.CookieName, defaultCookieName(strings.HasPrefix(c.PublicURL, "https:")))
 	seen := make(map[string]int, len(c.Routes))
 	for i, r := range c.Routes {
@@ -422,8 +481,10 @@ func (r Route) validate(p, sessionCookie string) []error {
 	if msg := checkPathPrefix(r.PathPrefix); msg != "" {
 		add("path_prefix", "%s", msg)
 	}
-	if msg := checkUpstream(r.Upstream); msg != "" {
-		add("upstream", "%s", msg)
+	if r.Upstream != "" {
+		if msg := checkUpstream(r.Upstream); msg != "" {
+			add("upstream", "%s", msg)
+		}
 	}
 	switch r.Auth {
 	case "", AuthBearer, AuthNone, AuthBrowser, AuthEither:
@@ -441,6 +502,11 @@ func (r Route) validate(p, sessionCookie string) []error {
 	browser := r.Auth == AuthBrowser || r.Auth == AuthEither
 	if len(r.AppSessionCookies) > 0 && !browser {
 		add("app_session_cookies", "needs auth browser or either")
+	}
+	if len(r.AppSessionCookies) > 0 && r.Upstream == "" {
+		// The ingress would pass the sealed values to the app and the
+		// app's real cookies to the browser.
+		add("app_session_cookies", "needs an upstream: a forward-auth-only route cannot seal app cookies (the gateway is not in the data path)")
 	}
 	for j, name := range r.AppSessionCookies {
 		field := fmt.Sprintf("app_session_cookies[%d]", j)

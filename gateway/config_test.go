@@ -59,8 +59,19 @@ func TestValidate(t *testing.T) {
 		{"prefix sharing letters with reserved", with(func(r *Route) { r.PathPrefix = "/oauth2x" }), nil},
 		{"upstream relative", with(func(r *Route) { r.Upstream = "/app" }),
 			[]string{"routes[0].upstream: not an absolute URL"}},
-		{"upstream missing", with(func(r *Route) { r.Upstream = "" }),
-			[]string{"routes[0].upstream: not an absolute URL"}},
+		{"forward-auth only", Config{Routes: []Route{{PathPrefix: "/api", Headers: map[string]string{"X-User": "sub"}}}}, nil},
+		{"forward-auth only with app cookies", browser(func(c *Config) { c.Routes[0].Upstream, c.Routes[0].AppLogoutURL = "", "" }),
+			[]string{"routes[0].app_session_cookies: needs an upstream: a forward-auth-only route cannot seal app cookies (the gateway is not in the data path)"}},
+		{"forward_auth valid", Config{ForwardAuth: ForwardAuthConfig{
+			AllowedRedirectHosts: []string{"app.example.com"}, TrustedProxies: []string{"10.0.0.0/8", "::1", "192.0.2.7"}}}, nil},
+		{"forward_auth invalid", Config{ForwardAuth: ForwardAuthConfig{
+			AllowedRedirectHosts: []string{"https://app.example.com", ""}, TrustedProxies: []string{"10.0.0.0/33", "localhost", "fe80::1%eth0"}}}, []string{
+			"forward_auth.allowed_redirect_hosts[0]: must be a host name without scheme, port or path",
+			"forward_auth.allowed_redirect_hosts[1]: must be a host name without scheme, port or path",
+			`forward_auth.trusted_proxies[0]: not an IP address or CIDR range: "10.0.0.0/33"`,
+			`forward_auth.trusted_proxies[1]: not an IP address or CIDR range: "localhost"`,
+			`forward_auth.trusted_proxies[2]: not an IP address or CIDR range: "fe80::1%eth0"`,
+		}},
 		{"upstream no host", with(func(r *Route) { r.Upstream = "http:///x" }),
 			[]string{"routes[0].upstream: not an absolute URL"}},
 		{"upstream scheme", with(func(r *Route) { r.Upstream = "ftp://app" }),

@@ -36,12 +36,20 @@
 // sessions it saw before, only the lazy path (or another replica that saw
 // them) calls app logout.
 //
+// Forward auth (/oauth2/auth, /oauth2/auth_redirect): an ingress describes
+// the original request in forwarded headers; the route is found by the
+// proxy's own router and judged by the proxy's own authentication (judge),
+// and the answer is 200 with the identity headers, 401 or 403 — never a
+// redirect on /oauth2/auth. Descriptions that are incomplete, repeated,
+// contradictory or not canonical are refused, never judged for some route.
+//
 // This package must never proxy a request whose route needs auth without
 // a verdict from the verifier or the revocation store, never let a
 // verifier failure through (it answers 503, fail closed), never log a
 // token, cookie value or secret (only a SHA-256 prefix), never accept a
 // token from the query string or a form body, never send an app's real
 // cookie value to a browser, never redirect to a return path that is not
-// a same-origin relative path, and never import package logout: the two
+// a same-origin relative path or an absolute URL on public_url's host or
+// an allowed redirect host, and never import package logout: the two
 // meet in the revocation store.
 package gateway

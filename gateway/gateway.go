@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -31,6 +32,12 @@ type Gateway struct {
 	noRoute  *routeMetrics
 	now      func() time.Time
 	routes   []*route
+
+	// Forward auth: trusted is nil when every source may ask;
+	// redirectHosts are forward_auth.allowed_redirect_hosts, normalHost'd.
+	trusted       []netip.Prefix
+	redirectHosts map[string]bool
+	public        *url.URL // public_url; nil when not set
 
 	// Browser sessions; cookies is nil when no route uses them.
 	cookies     *sessionCookies
@@ -58,8 +65,8 @@ type route struct {
 	scopes   []string
 	scopeHdr string // WWW-Authenticate for insufficient_scope
 	headers  []identityHeader
-	strip    []string // folded names of every route's identity headers
-	proxy    *httputil.ReverseProxy
+	strip    []string               // folded names of every route's identity headers
+	proxy    *httputil.ReverseProxy // nil on a forward-auth-only route
 	metrics  *routeMetrics
 	// appNames are the sealed app cookies; logoutURL the app's logout.
 	appNames  []string
@@ -121,6 +128,17 @@ func New(cfg Config) (*Gateway, error) {
 	if g.now == nil {
 		g.now = time.Now
 	}
+	if cfg.PublicURL != "" {
+		g.public, _ = url.Parse(cfg.PublicURL) // checked by Validate
+	}
+	for _, p := range cfg.ForwardAuth.TrustedProxies {
+		pfx, _ := parseSourceRange(p) // checked by Validate
+		g.trusted = append(g.trusted, pfx)
+	}
+	g.redirectHosts = make(map[string]bool, len(cfg.ForwardAuth.AllowedRedirectHosts))
+	for _, h := range cfg.ForwardAuth.AllowedRedirectHosts {
+		g.redirectHosts[normalHost(h)] = true
+	}
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, err
@@ -171,6 +189,9 @@ func New(cfg Config) (*Gateway, error) {
 		g.router.Path(pathCallback).HandlerFunc(g.callback)
 		g.router.Path(pathSignOut).HandlerFunc(g.signOut)
 	}
+	g.router.Path(pathAuth).HandlerFunc(g.serveAuth)
+	g.router.PathPrefix(pathAuth + "/").HandlerFunc(g.serveAuth)
+	g.router.Path(pathAuthRedirect).HandlerFunc(g.serveAuthRedirect)
 	g.router.MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool {
 		return matchPrefix(r.URL.Path, reservedPrefix) || ambiguousPath(r.URL.Path)
 	}).Handler(notFound)
@@ -262,6 +283,10 @@ func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper,
 		rt.headers = append(rt.headers, identityHeader{name: http.CanonicalHeaderKey(name), claim: claim})
 	}
 	slices.SortFunc(rt.headers, func(a, b identityHeader) int { return strings.Compare(a.name, b.name) })
+	if r.Upstream == "" {
+		// Forward-auth only: the ingress proxies, the gateway decides.
+		return rt
+	}
 	rt.proxy = &httputil.ReverseProxy{
 		// Rewrite, never Director: with Director, hop-by-hop and
 		// X-Forwarded-* handling runs after the hook and can undo it
@@ -332,6 +357,61 @@ func (rt *route) match(r *http.Request, _ *mux.RouteMatch) bool {
 	return matchPrefix(r.URL.Path, rt.prefix)
 }
 
+// verdict is a route's judgement of one request's credentials. The proxy
+// and the forward-auth endpoints act on the same verdict, made by judge.
+type verdict struct {
+	d decision
+	// mode is how the request was judged: AuthBearer, AuthBrowser (an
+	// either route decides by the Authorization header) or AuthNone.
+	mode   AuthMode
+	claims *introspect.Claims // the verified identity when d is decAllowed
+	token  string             // the bearer token parsed, for the log's hash only
+	// The session cookie, on AuthBrowser: present when one was sent,
+	// opened when it opened (then sess is it), live when it is also
+	// unexpired and not revoked.
+	sess                  session
+	present, opened, live bool
+}
+
+// judge authenticates the credentials in h (the Authorization and Cookie
+// fields) as rt's auth mode requires: a bearer token verified and its
+// scopes checked, or the session cookie opened and checked against the
+// revocation store. It has no side effects; what to answer is the
+// caller's.
+func (rt *route) judge(ctx context.Context, h http.Header) verdict {
+	v := verdict{mode: rt.auth}
+	if v.mode == AuthEither {
+		// An Authorization header means an API client: judged as bearer.
+		v.mode = AuthBrowser
+		if len(h["Authorization"]) > 0 {
+			v.mode = AuthBearer
+		}
+	}
+	switch v.mode {
+	case AuthBearer:
+		v.claims, v.d, v.token = rt.g.authenticate(ctx, h, rt.scopes)
+	case AuthBrowser:
+		g := rt.g
+		var raw string
+		raw, v.present = g.cookies.read(h)
+		if v.present {
+			v.sess, v.opened = g.cookies.open(raw, false)
+			if v.opened && v.sess.ExpiresAt.After(g.now()) {
+				cred := v.sess.credential()
+				v.live = !g.sessions.IsRevoked(&cred)
+			}
+		}
+		v.d = decNoSession
+		if v.live {
+			v.d = decAllowed
+			v.claims = v.sess.claims()
+		}
+	default:
+		v.d = decAllowed
+	}
+	return v
+}
+
 // ServeHTTP authenticates r as the route requires and proxies it.
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -344,34 +424,31 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.metrics.done(decInvalidRequest, start)
 		return
 	}
-	auth := rt.auth
-	if auth == AuthEither {
-		// An Authorization header means an API client: judged as bearer.
-		auth = AuthBrowser
-		if len(r.Header["Authorization"]) > 0 {
-			auth = AuthBearer
-		}
+	if rt.proxy == nil {
+		// A forward-auth-only route (no upstream): the ingress serves it.
+		rt.g.notFound(w, r)
+		return
 	}
-	switch auth {
+	v := rt.judge(r.Context(), r.Header)
+	switch v.mode {
 	case AuthBearer:
-		claims, d, token := rt.g.authenticate(r, rt.scopes)
-		if d != decAllowed {
-			rt.deny(w, d)
-			rt.metrics.done(d, start)
-			rt.g.logDenied(r.Context(), rt.label, d, token)
+		if v.d != decAllowed {
+			rt.deny(w, v.d)
+			rt.metrics.done(v.d, start)
+			rt.g.logDenied(r.Context(), rt.label, v.d, v.token)
 			return
 		}
-		st.claims = claims
+		st.claims = v.claims
 		st.cookies = rt.inspectCookies(r.Header, "", false)
 	case AuthBrowser:
-		s, d := rt.g.authenticateSession(w, r, rt, st)
+		s, d := rt.g.authenticateSession(w, r, rt, st, &v)
 		if d != decAllowed {
 			rt.metrics.done(d, start)
 			rt.g.logDenied(r.Context(), rt.label, d, "")
 			return
 		}
 		st.session = s
-		st.claims = s.claims()
+		st.claims = v.claims
 	default:
 		st.cookies = rt.inspectCookies(r.Header, "", false)
 	}
@@ -405,21 +482,12 @@ func (f interimFilter) WriteHeader(code int) {
 
 func (f interimFilter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
-// authenticateSession opens and checks r's session and rewrites its
-// cookies for rt. Without a live session it answers r itself: a redirect
-// to the IdP for a navigation, else 401; a revoked session's app cookies
-// trigger its app logout (the lazy path).
-func (g *Gateway) authenticateSession(w http.ResponseWriter, r *http.Request, rt *route, st *proxyState) (*session, decision) {
-	raw, present := g.cookies.read(r.Header)
-	var s session
-	live, opened := false, false
-	if present {
-		s, opened = g.cookies.open(raw, false)
-		if opened && s.ExpiresAt.After(g.now()) {
-			cred := s.credential()
-			live = !g.sessions.IsRevoked(&cred)
-		}
-	}
+// authenticateSession acts on v, the judged session of r, for the proxy:
+// it rewrites r's cookies for rt and, without a live session, answers r
+// itself: a redirect to the IdP for a navigation, else 401; a revoked
+// session's app cookies trigger its app logout (the lazy path).
+func (g *Gateway) authenticateSession(w http.ResponseWriter, r *http.Request, rt *route, st *proxyState, v *verdict) (*session, decision) {
+	s, opened, live, present := v.sess, v.opened, v.live, v.present
 	id := ""
 	if opened {
 		id = s.ID

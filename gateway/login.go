@@ -118,14 +118,28 @@ func isNavigation(r *http.Request) bool {
 	return true
 }
 
-// start handles /oauth2/start?rd=PATH.
+// start handles /oauth2/start?rd=PATH (or an absolute URL returnTarget
+// accepts).
+//
+// An rd that starts with an unescaped "/" is the rest of the query,
+// verbatim: nginx (error_page 401 = /oauth2/start?rd=$request_uri) has no
+// way to escape the original query, whose "&" would otherwise cut it.
 func (g *Gateway) start(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		plainError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	g.redirectToLogin(w, r, safeReturnPath(r.URL.Query().Get("rd")))
+	g.redirectToLogin(w, r, g.returnTarget(startReturn(r.URL.RawQuery)))
+}
+
+// startReturn is the rd of /oauth2/start's raw query.
+func startReturn(rawQuery string) string {
+	if rest, ok := strings.CutPrefix(rawQuery, "rd=/"); ok {
+		return "/" + rest
+	}
+	q, _ := url.ParseQuery(rawQuery)
+	return q.Get("rd")
 }
 
 // redirectToLogin starts the authorization code flow with PKCE (RFC 7636,

@@ -14,6 +14,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	appLogout *prometheus.CounterVec
+	forward   *prometheus.CounterVec
 }
 
 // routeMetrics are one route's label children, resolved at New so that a
@@ -21,6 +22,7 @@ type metrics struct {
 type routeMetrics struct {
 	requests [numDecisions]prometheus.Counter
 	duration prometheus.Observer
+	forwards [numDecisions]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -39,11 +41,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "oidcgate_app_logout_total",
 			Help: "App logout calls by outcome (ok, rejected, failed, dropped).",
 		}, []string{"outcome"}),
+		forward: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oidcgate_forward_auth_decisions_total",
+			Help: "Forward-auth decisions (/oauth2/auth and ext_authz) by route and decision.",
+		}, []string{"route", "decision"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.appLogout} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.appLogout, m.forward} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: metrics: %w", err)
 		}
@@ -55,6 +61,7 @@ func (m *metrics) route(label string) *routeMetrics {
 	rm := &routeMetrics{duration: m.duration.WithLabelValues(label)}
 	for d := range numDecisions {
 		rm.requests[d] = m.requests.WithLabelValues(label, d.String())
+		rm.forwards[d] = m.forward.WithLabelValues(label, d.String())
 	}
 	return rm
 }
@@ -63,4 +70,9 @@ func (m *metrics) route(label string) *routeMetrics {
 func (rm *routeMetrics) done(d decision, start time.Time) {
 	rm.requests[d].Inc()
 	rm.duration.Observe(time.Since(start).Seconds())
+}
+
+// forward records one forward-auth decision.
+func (rm *routeMetrics) forward(d decision) {
+	rm.forwards[d].Inc()
 }

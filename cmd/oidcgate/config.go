@@ -48,7 +48,9 @@ type Config struct {
 	Store          StoreConfig           `yaml:"store"`
 	Session        gateway.SessionConfig `yaml:"session"`
 	Routes         []gateway.Route       `yaml:"routes"`
-	Admin          logout.AdminConfig    `yaml:"admin"`
+	// ForwardAuth configures /oauth2/auth.
+	ForwardAuth gateway.ForwardAuthConfig `yaml:"forward_auth"`
+	Admin       logout.AdminConfig        `yaml:"admin"`
 	// IntrospectionClients may call /introspect and /revoke on the
 	// internal listener; none means nobody may.
 	IntrospectionClients []introspect.Client `yaml:"introspection_clients"`
@@ -388,7 +390,7 @@ func (c *Config) Validate() error {
 		// once the entry that killed it expired.
 		errs = append(errs, fmt.Errorf("session.max_age: longer than issuers[%d].max_token_lifetime (%s), for which revocations are kept", at, c.Issuers[at].MaxTokenLifetime))
 	}
-	gw := gateway.Config{Routes: c.Routes, PublicURL: c.PublicURL, Session: c.Session, Login: login}
+	gw := gateway.Config{Routes: c.Routes, PublicURL: c.PublicURL, Session: c.Session, Login: login, ForwardAuth: c.ForwardAuth}
 	if c.ClockSkew != nil {
 		gw.ClockSkew = *c.ClockSkew
 	}

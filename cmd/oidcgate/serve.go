@@ -110,16 +110,17 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	}
 	login, _ := cfg.login()
 	a.gw, err = gateway.New(gateway.Config{
-		Routes:    cfg.Routes,
-		PublicURL: cfg.PublicURL,
-		Session:   cfg.Session,
-		Login:     login,
-		ClockSkew: *cfg.ClockSkew,
-		Verifier:  a.verifier,
-		IDTokens:  a.verifier,
-		Sessions:  revoker,
-		Logger:    log,
-		Metrics:   reg,
+		Routes:      cfg.Routes,
+		ForwardAuth: cfg.ForwardAuth,
+		PublicURL:   cfg.PublicURL,
+		Session:     cfg.Session,
+		Login:       login,
+		ClockSkew:   *cfg.ClockSkew,
+		Verifier:    a.verifier,
+		IDTokens:    a.verifier,
+		Sessions:    revoker,
+		Logger:      log,
+		Metrics:     reg,
 
 		AppLogoutObserver: observer,
 	})
