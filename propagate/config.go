@@ -65,20 +65,21 @@ type Config struct {
 	Realm string `yaml:"realm"`
 	// ClientID is the gateway's admin client, which gets its access token
 	// with the client_credentials grant (RFC 6749 §4.4) from TokenURL.
-	// Required for keycloak and entra; for okta, instead of APIToken.
+	// Required for keycloak and entra; refused for okta (its service apps
+	// need private_key_jwt) and hydra.
 	ClientID string `yaml:"client_id"`
 	// ClientSecret goes with ClientID (client_secret_basic, RFC 6749
 	// §2.3.1).
 	ClientSecret Secret `yaml:"client_secret"`
 	// TokenURL is where the admin token is requested; "" means, for
 	// keycloak, {url}/realms/{realm}/protocol/openid-connect/token.
-	// Required for entra (https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token)
-	// and for okta with client credentials; refused for hydra.
+	// Required for entra (https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token);
+	// refused for okta and hydra.
 	TokenURL string `yaml:"token_url"`
-	// APIToken is a static admin credential: for okta, an API token sent
-	// as "Authorization: SSWS {token}"; for hydra, a bearer token for
-	// whatever guards the admin API (Ory Network's API key). Refused for
-	// keycloak and entra.
+	// APIToken is a static admin credential: for okta (required), an API
+	// token sent as "Authorization: SSWS {token}"; for hydra (optional), a
+	// bearer token for whatever guards the admin API (Ory Network's API
+	// key). Refused for keycloak and entra.
 	APIToken Secret `yaml:"api_token"`
 	// UserIDClaim is the token claim that names the user at the authority;
 	// "" means "sub", or "oid" for entra (Entra's sub is pairwise: it
@@ -147,18 +148,17 @@ func (c Config) Validate() error {
 			add("token_url", errors.New("required for entra (https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token)"))
 		}
 	case TypeOkta:
-		switch {
-		case c.APIToken != "" && hasCC:
-			add("api_token", errors.New("give either api_token or client_id and client_secret, not both"))
-		case c.APIToken == "" && !hasCC:
-			add("api_token", errors.New("required (an Okta API token), unless client_id, client_secret and token_url are given"))
-		case hasCC:
-			add("client_id", required(c.ClientID, "it goes with client_secret"))
-			add("client_secret", required(string(c.ClientSecret), "it goes with client_id"))
-			add("token_url", required(c.TokenURL, "okta's client credentials need the token endpoint of the org authorization server"))
+		// Okta's service apps get tokens with Okta scopes only with
+		// private_key_jwt, never with a client secret
+		// (https://developer.okta.com/docs/guides/oauth-for-okta/use-client-credentials-grant-flow/).
+		if hasCC {
+			add("client_id", errors.New("okta service apps authenticate with private_key_jwt only, which oidcgate does not support; use api_token (an Okta API token)"))
 		}
-		if c.APIToken != "" && c.TokenURL != "" {
-			add("token_url", errors.New("unused with api_token"))
+		if c.APIToken == "" {
+			add("api_token", errors.New("required for okta (an Okta API token, sent as SSWS)"))
+		}
+		if c.TokenURL != "" {
+			add("token_url", errors.New("unused for okta"))
 		}
 	case TypeHydra:
 		if hasCC {

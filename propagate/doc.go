@@ -11,6 +11,11 @@
 // or a *CallError that says whether a retry may help and when. It refreshes
 // its admin token once on a 401 and never retries otherwise: retries,
 // backoff, leases and durable per-target state belong to the caller.
+// New builds one from a Config: admin tokens (client_credentials, RFC 6749
+// §4.4) are cached until shortly before they expire and fetched once for
+// all concurrent callers; a static API token (Okta's SSWS, a bearer token
+// in front of Hydra) is sent as is. Each connector cites the vendor's API
+// reference on every call it makes.
 //
 // This package must never log or return a secret (client secret, API
 // token, admin access token: Secret redacts itself), never follow a
