@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/oidcgate/oidcgate/cache"
 )
 
 // Authority ends sessions and tokens at the system that issued them. Every
@@ -30,6 +32,22 @@ type Authority interface {
 	// RevokeClient revokes the tokens the authority issued to one client.
 	// ErrUnsupported when the authority has no such call.
 	RevokeClient(ctx context.Context, clientID string) error
+}
+
+// Call makes the call of a that a revocation of the given kind needs:
+// EndUser for a sub (value: the user's id at the authority), EndSession
+// for a sid, RevokeClient for a client. Any other kind (jti, session) has
+// no counterpart at an authority: ErrUnsupported.
+func Call(ctx context.Context, a Authority, kind cache.Kind, value string) error {
+	switch kind {
+	case cache.KindSub:
+		return a.EndUser(ctx, value)
+	case cache.KindSID:
+		return a.EndSession(ctx, value)
+	case cache.KindClient:
+		return a.RevokeClient(ctx, value)
+	}
+	return ErrUnsupported
 }
 
 // ErrUnsupported means the authority has no call for this kind of

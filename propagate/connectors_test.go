@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/propagate"
 )
 
@@ -575,4 +576,26 @@ func TestHydraBearer(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("calls:\n  got  %q\n  want %q", got, want)
 	}
+}
+
+func TestCall(t *testing.T) {
+	h := newHarness(t, "keycloak")
+	ctx := t.Context()
+	if err := h.record(propagate.Call(ctx, h.auth, cache.KindSub, "alice")); err != nil {
+		t.Errorf("Call(sub) = %v; want nil", err)
+	}
+	if err := h.record(propagate.Call(ctx, h.auth, cache.KindSID, "sid-1")); err != nil {
+		t.Errorf("Call(sid) = %v; want nil", err)
+	}
+	for _, k := range []cache.Kind{cache.KindClient, cache.KindJTI, cache.KindSession} {
+		if err := propagate.Call(ctx, h.auth, k, "x"); !errors.Is(err, propagate.ErrUnsupported) {
+			t.Errorf("Call(%s) = %v; want ErrUnsupported", k, err)
+		}
+	}
+	wantCalls(t, h.f,
+		"POST token",
+		"POST /admin/realms/acme/users/alice/logout token#1",
+		"GET /admin/realms/acme/users/alice/consents token#1",
+		"DELETE /admin/realms/acme/sessions/sid-1 token#1",
+	)
 }
