@@ -22,6 +22,13 @@ const (
 	codeSub
 	codeClient
 	codeSession
+	codeKey
+	// Scheduled entries (Entry.EffectiveAt) of kinds client and key are
+	// kept under their own codes, apart from the immediate ones.
+	codeClientAt
+	codeKeyAt
+	// codeAPIKey rows are API key records (KeyRecord), not revocations.
+	codeAPIKey
 	numCodes
 )
 
@@ -38,12 +45,49 @@ func codeOf(k Kind) kindCode {
 		return codeClient
 	case KindSession:
 		return codeSession
+	case KindKey:
+		return codeKey
 	}
 	return 0
 }
 
-func (c kindCode) kind() Kind {
+// scheduled returns the code of a scheduled entry of kind k, or 0.
+func scheduled(k Kind) kindCode {
+	switch k {
+	case KindClient:
+		return codeClientAt
+	case KindKey:
+		return codeKeyAt
+	}
+	return 0
+}
+
+// base maps a scheduled code to its kind's immediate code: both hash alike,
+// so one filter probe covers both.
+func (c kindCode) base() kindCode {
 	switch c {
+	case codeClientAt:
+		return codeClient
+	case codeKeyAt:
+		return codeKey
+	}
+	return c
+}
+
+// isScheduled reports whether c is the code of a scheduled entry.
+func (c kindCode) isScheduled() bool { return c == codeClientAt || c == codeKeyAt }
+
+// issuerless reports whether keys of this code have an empty issuer.
+func (c kindCode) issuerless() bool {
+	switch c {
+	case codeSession, codeKey, codeKeyAt, codeAPIKey:
+		return true
+	}
+	return false
+}
+
+func (c kindCode) kind() Kind {
+	switch c.base() {
 	case codeJTI:
 		return KindJTI
 	case codeSID:
@@ -54,6 +98,8 @@ func (c kindCode) kind() Kind {
 		return KindClient
 	case codeSession:
 		return KindSession
+	case codeKey:
+		return KindKey
 	}
 	return ""
 }
@@ -80,13 +126,13 @@ var (
 // an empty issuer; times must fit in int64 Unix nanoseconds).
 func validate(e Entry) error {
 	errs := []error{e.Validate()}
-	if e.Kind == KindSession && e.Issuer != "" {
-		errs = append(errs, fmt.Errorf("%w: kind session takes no issuer", ErrInvalidEntry))
+	if e.Kind.Issuerless() && e.Issuer != "" {
+		errs = append(errs, fmt.Errorf("%w: kind %s takes no issuer", ErrInvalidEntry, e.Kind))
 	}
 	for _, t := range []struct {
 		name string
 		t    time.Time
-	}{{"revoked_at", e.RevokedAt}, {"expires_at", e.ExpiresAt}} {
+	}{{"revoked_at", e.RevokedAt}, {"expires_at", e.ExpiresAt}, {"effective_at", e.EffectiveAt}} {
 		if !t.t.IsZero() && (t.t.Before(minTime) || t.t.After(maxTime)) {
 			errs = append(errs, fmt.Errorf("%w: %s outside years 1678-2262", ErrInvalidEntry, t.name))
 		}
@@ -94,22 +140,27 @@ func validate(e Entry) error {
 	return errors.Join(errs...)
 }
 
-// rowOf converts a validated entry.
+// rowOf converts a validated entry. A scheduled entry gets its kind's
+// scheduled code and EffectiveAt as revokedAt.
 func rowOf(e Entry) row {
+	code := codeOf(e.Kind)
+	if !e.EffectiveAt.IsZero() {
+		code = scheduled(e.Kind)
+	}
 	return row{
 		issuer:    e.Issuer,
 		value:     e.Value,
-		revokedAt: e.RevokedAt.UnixNano(),
+		revokedAt: e.inForceAt().UnixNano(),
 		expiresAt: e.ExpiresAt.UnixNano(),
 		reason:    e.Reason,
 		initiator: e.Initiator,
-		kind:      codeOf(e.Kind),
+		kind:      code,
 	}
 }
 
 // entry converts r back; times are in UTC.
 func (r row) entry() Entry {
-	return Entry{
+	e := Entry{
 		Issuer:    r.issuer,
 		Kind:      r.kind.kind(),
 		Value:     r.value,
@@ -118,6 +169,10 @@ func (r row) entry() Entry {
 		Reason:    r.reason,
 		Initiator: r.initiator,
 	}
+	if r.kind.isScheduled() {
+		e.EffectiveAt = e.RevokedAt
+	}
+	return e
 }
 
 // merge applies the rule that makes revoking idempotent and never weakening:
@@ -196,7 +251,7 @@ func decodeKey(k []byte) (kindCode, []byte, []byte, error) {
 	if len(value) == 0 || len(value) > MaxValueLen {
 		return 0, nil, nil, corrupt("value length %d", len(value))
 	}
-	if (c == codeSession) != (n == 0) {
+	if c.issuerless() != (n == 0) {
 		return 0, nil, nil, corrupt("issuer presence does not match kind %s", c.kind())
 	}
 	return c, issuer, value, nil

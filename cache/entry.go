@@ -23,19 +23,30 @@ const (
 	KindClient Kind = "client"
 	// KindSession revokes one gateway session by its id.
 	KindSession Kind = "session"
+	// KindKey revokes one API key by its public id (see KeyRecord).
+	KindKey Kind = "key"
 )
 
 // Kinds lists every valid Kind.
-var Kinds = []Kind{KindJTI, KindSID, KindSub, KindClient, KindSession}
+var Kinds = []Kind{KindJTI, KindSID, KindSub, KindClient, KindSession, KindKey}
 
 // Valid reports whether k is one of Kinds.
 func (k Kind) Valid() bool {
 	switch k {
-	case KindJTI, KindSID, KindSub, KindClient, KindSession:
+	case KindJTI, KindSID, KindSub, KindClient, KindSession, KindKey:
 		return true
 	}
 	return false
 }
+
+// Issuerless reports whether entries of this kind name no issuer: the
+// gateway's own sessions and API keys.
+func (k Kind) Issuerless() bool { return k == KindSession || k == KindKey }
+
+// Schedulable reports whether entries of this kind may carry EffectiveAt:
+// client (coordinated reissue of a workload's credentials) and key (the old
+// key of a rotation, which dies when the grace ends).
+func (k Kind) Schedulable() bool { return k == KindClient || k == KindKey }
 
 // IssuedBefore reports whether entries of this kind revoke only credentials
 // issued at or before the revocation (sub, client) rather than a single
@@ -73,6 +84,13 @@ type Entry struct {
 	Reason    string    `json:"reason,omitempty"`
 	// Initiator says who asked (e.g. "admin:ops", an IdP issuer); never a secret.
 	Initiator string `json:"initiator,omitempty"`
+	// EffectiveAt, when not zero, schedules the revocation: it is in force
+	// from EffectiveAt on, not before, and (for client) revokes the
+	// credentials issued up to EffectiveAt. Only kinds client and key take
+	// it. A scheduled entry is stored apart from an immediate one of the same
+	// key, so neither weakens the other; its RevokedAt is EffectiveAt, and
+	// scheduling the same key again keeps the later time.
+	EffectiveAt time.Time `json:"effective_at,omitzero"`
 }
 
 // Validate reports every problem of e at once.
@@ -87,19 +105,31 @@ func (e Entry) Validate() error {
 	if len(e.Value) > MaxValueLen || len(e.Issuer) > MaxValueLen {
 		errs = append(errs, fmt.Errorf("%w: value or issuer longer than %d bytes", ErrInvalidEntry, MaxValueLen))
 	}
-	if e.Issuer == "" && e.Kind != KindSession && e.Kind.Valid() {
+	if e.Issuer == "" && !e.Kind.Issuerless() && e.Kind.Valid() {
 		errs = append(errs, fmt.Errorf("%w: kind %s needs an issuer", ErrInvalidEntry, e.Kind))
+	}
+	if !e.EffectiveAt.IsZero() && !e.Kind.Schedulable() {
+		errs = append(errs, fmt.Errorf("%w: kind %s takes no effective_at", ErrInvalidEntry, e.Kind))
 	}
 	if len(e.Reason) > MaxTextLen || len(e.Initiator) > MaxTextLen {
 		errs = append(errs, fmt.Errorf("%w: reason or initiator longer than %d bytes", ErrInvalidEntry, MaxTextLen))
 	}
-	if e.RevokedAt.IsZero() {
+	if e.RevokedAt.IsZero() && e.EffectiveAt.IsZero() {
 		errs = append(errs, fmt.Errorf("%w: zero revoked_at", ErrInvalidEntry))
 	}
-	if !e.ExpiresAt.After(e.RevokedAt) {
+	if !e.ExpiresAt.After(e.inForceAt()) {
 		errs = append(errs, fmt.Errorf("%w: expires_at not after revoked_at", ErrInvalidEntry))
 	}
 	return errors.Join(errs...)
+}
+
+// inForceAt is the time the store keeps as RevokedAt: EffectiveAt for a
+// scheduled entry.
+func (e Entry) inForceAt() time.Time {
+	if !e.EffectiveAt.IsZero() {
+		return e.EffectiveAt
+	}
+	return e.RevokedAt
 }
 
 // Credential is what a request presents, reduced to what the revocation
@@ -112,6 +142,8 @@ type Credential struct {
 	Sub       string
 	ClientID  string
 	SessionID string
+	// KeyID is an API key's public id.
+	KeyID string
 	// IssuedAt is the credential's iat; sub and client entries revoke it when
 	// IssuedAt <= RevokedAt + skew. A zero IssuedAt is treated as issued
 	// before every revocation (fail closed).

@@ -79,8 +79,11 @@ func newIndex() *index {
 // not the issuer, so a probe hashes only the credential's value: values such
 // as jti and sid are unique across issuers anyway, and the table compares the
 // issuer. The seed is per process, so collisions cannot be planned.
+//
+// A scheduled code hashes as its kind's immediate code, so that the probe of
+// a credential's field covers both.
 func (x *index) keyHash(k kindCode, value string) uint64 {
-	return maphash.String(x.seed, value) ^ uint64(k)*0x9e3779b97f4a7c15
+	return maphash.String(x.seed, value) ^ uint64(k.base())*0x9e3779b97f4a7c15
 }
 
 // slotHash places the key with keyHash h in the table (shard, tag and home

@@ -190,7 +190,7 @@ func TestDecodeRecordRejects(t *testing.T) {
 		k, v []byte
 	}{
 		{"empty key", nil, v},
-		{"unknown kind", with(k, 0, 9), v},
+		{"unknown kind", with(k, 0, byte(numCodes)), v},
 		{"kind zero", with(k, 0, 0), v},
 		{"issuer length past end", with(k, 2, 200), v},
 		{"session with issuer", with(k, 2, 1), v},

@@ -5,7 +5,8 @@ import bolt "go.etcd.io/bbolt"
 // The Store methods a Redis store uses to keep its mirror.
 
 // apply merges rows received from Redis into memory, calls the Subscribe
-// functions for each row that added to or strengthened an entry, and
+// functions for each row that added to or strengthened an entry (API key
+// records are not revocations: they are not reported), and
 // returns those rows as stored. It does not write the file (persistRows
 // does, later).
 func (s *Store) apply(rows []row) []row {
@@ -20,7 +21,9 @@ func (s *Store) apply(rows []row) []row {
 	}
 	s.mu.Unlock()
 	for _, r := range changed {
-		s.subs.notify(r.entry())
+		if r.kind != codeAPIKey {
+			s.subs.notify(r.entry())
+		}
 	}
 	return changed
 }

@@ -386,42 +386,56 @@ func (r *Redis) register(reg prometheus.Registerer) error {
 // it queued for the deliverer and is not an error. Errors are those of
 // Store.Revoke.
 func (r *Redis) Revoke(ctx context.Context, e Entry) (Entry, error) {
-	var fresh bool
-	var queuedValue []byte
-	stored, err := r.local.revoke(ctx, e, func(tx *bolt.Tx, k []byte, in row) error {
-		b := tx.Bucket(outboxBucket)
-		fresh = b.Get(k) == nil
-		queuedValue = encodeValue(in)
-		return b.Put(k, queuedValue)
-	})
+	var q queuedRow
+	stored, err := r.local.revoke(ctx, e, q.queue)
 	if err != nil {
 		return Entry{}, err
 	}
-	if fresh {
+	r.publishQueued(ctx, rowOf(stored), q)
+	return stored, nil
+}
+
+// queuedRow notes what queue put in the outbox.
+type queuedRow struct {
+	fresh bool
+	value []byte
+}
+
+// queue puts a row in the outbox in the transaction that stores it.
+func (q *queuedRow) queue(tx *bolt.Tx, k []byte, in row) error {
+	b := tx.Bucket(outboxBucket)
+	q.fresh = b.Get(k) == nil
+	q.value = encodeValue(in)
+	return b.Put(k, q.value)
+}
+
+// publishQueued writes a row stored and queued here to Redis (bounded by
+// the Redis timeout) unless Redis is known to be down; a failed write
+// leaves it queued for the deliverer.
+func (r *Redis) publishQueued(ctx context.Context, in row, q queuedRow) {
+	if q.fresh {
 		r.queued.Add(1)
 	}
-	r.applied.add([]row{rowOf(stored)}, r.now().UnixNano())
+	r.applied.add([]row{in}, r.now().UnixNano())
 	if r.down.Load() {
 		r.signal()
-		return stored, nil
+		return
 	}
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
-	in := rowOf(stored)
 	// The write outlives a caller that hangs up: the entry is queued anyway,
 	// and delivering it now saves the deliverer a round.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
-	err = r.keys.publish(pctx, r.client, in)
+	err := r.keys.publish(pctx, r.client, in)
 	cancel()
 	if err != nil {
 		r.setDown(err)
 		r.signal()
-		return stored, nil
+		return
 	}
 	r.ackMu.Lock()
-	r.acks = append(r.acks, ack{encodeKey(in.kind, in.issuer, in.value), queuedValue})
+	r.acks = append(r.acks, ack{encodeKey(in.kind, in.issuer, in.value), q.value})
 	r.ackMu.Unlock()
-	return stored, nil
 }
 
 // IsRevoked is Store.IsRevoked on the mirror, except that while FailClosed

@@ -119,7 +119,7 @@ func waitInSync(t *testing.T, rs ...*replica) {
 func liveEntry(kind cache.Kind, value string) cache.Entry {
 	now := time.Now()
 	iss := "https://idp.example.com"
-	if kind == cache.KindSession {
+	if kind.Issuerless() {
 		iss = ""
 	}
 	return cache.Entry{Issuer: iss, Kind: kind, Value: value, RevokedAt: now, ExpiresAt: now.Add(time.Hour), Reason: "test", Initiator: "admin:t"}
@@ -138,6 +138,8 @@ func credOf(e cache.Entry) *cache.Credential {
 		c.ClientID = e.Value
 	case cache.KindSession:
 		c.SessionID = e.Value
+	case cache.KindKey:
+		c.KeyID = e.Value
 	}
 	return c
 }
@@ -491,3 +493,7 @@ func TestRedisRollback(t *testing.T) {
 	c := startReplica(t, srv, replicaOpts{})
 	waitUntil(t, "C learns the entry Redis lost", func() bool { return c.IsRevoked(credOf(e)) })
 }
+
+func TestKeysRedis(t *testing.T) { storetest.RunKeys(t, redisOpener(redistest.Start(t))) }
+
+func TestKeysRedisDurable(t *testing.T) { storetest.RunKeysDurable(t, redisOpener(redistest.Start(t))) }

@@ -206,15 +206,26 @@ func (s *Store) revoke(ctx context.Context, e Entry, also func(tx *bolt.Tx, k []
 	if err := validate(e); err != nil {
 		return Entry{}, fmt.Errorf("cache: revoke: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
+	out, err := s.write(ctx, rowOf(e), also)
+	if err != nil {
 		return Entry{}, fmt.Errorf("cache: revoke: %w", err)
+	}
+	e = out.entry()
+	s.subs.notify(e)
+	return e, nil
+}
+
+// write stores a validated row as revoke does (file, then memory) and
+// returns it as stored. It notifies no one.
+func (s *Store) write(ctx context.Context, in row, also func(tx *bolt.Tx, k []byte, stored row) error) (row, error) {
+	if err := ctx.Err(); err != nil {
+		return row{}, err
 	}
 	s.life.RLock()
 	defer s.life.RUnlock()
 	if s.closed {
-		return Entry{}, ErrClosed
+		return row{}, ErrClosed
 	}
-	in := rowOf(e)
 	if s.db != nil {
 		k := encodeKey(in.kind, in.issuer, in.value)
 		var stored row
@@ -238,7 +249,7 @@ func (s *Store) revoke(ctx context.Context, e Entry, also func(tx *bolt.Tx, k []
 			return nil
 		})
 		if err != nil {
-			return Entry{}, fmt.Errorf("cache: revoke: persist: %w", err)
+			return row{}, fmt.Errorf("persist: %w", err)
 		}
 		in = stored
 	}
@@ -247,14 +258,13 @@ func (s *Store) revoke(ctx context.Context, e Entry, also func(tx *bolt.Tx, k []
 	s.mu.Lock()
 	out := s.idx.upsert(in)
 	s.mu.Unlock()
-	e = out.entry()
-	s.subs.notify(e)
-	return e, nil
+	return out, nil
 }
 
 // IsRevoked reports whether c is revoked: its (Issuer, JTI) or (Issuer, SID)
 // is, or its SessionID is, or (Issuer, Sub) or (Issuer, ClientID) was revoked
-// at or after c.IssuedAt - ClockSkew. Empty fields are not checked; a zero
+// at or after c.IssuedAt - ClockSkew, or its KeyID is (a scheduled client or
+// key revocation only once its EffectiveAt has come). Empty fields are not checked; a zero
 // IssuedAt counts as issued before every revocation. A nil c is revoked (fail
 // closed). It does no I/O and does not allocate, and keeps answering from
 // memory after Close.
@@ -267,7 +277,7 @@ func (s *Store) IsRevoked(c *Credential) bool {
 	// Hash and probe every present field before acting on any probe: the
 	// probes' loads do not depend on each other, so their cache misses
 	// overlap. Bit i of maybe says field i may be revoked.
-	var h [5]uint64
+	var h [6]uint64
 	var maybe uint
 	if c.JTI != "" {
 		h[0] = x.keyHash(codeJTI, c.JTI)
@@ -289,6 +299,10 @@ func (s *Store) IsRevoked(c *Credential) bool {
 		h[4] = x.keyHash(codeSession, c.SessionID)
 		maybe |= f.test(h[4]) << 4
 	}
+	if c.KeyID != "" {
+		h[5] = x.keyHash(codeKey, c.KeyID)
+		maybe |= f.test(h[5]) << 5
+	}
 	if maybe == 0 {
 		return false
 	}
@@ -296,7 +310,7 @@ func (s *Store) IsRevoked(c *Credential) bool {
 }
 
 // isRevokedExact settles the fields the filter could not rule out.
-func (s *Store) isRevokedExact(c *Credential, maybe uint, h *[5]uint64) bool {
+func (s *Store) isRevokedExact(c *Credential, maybe uint, h *[6]uint64) bool {
 	x := s.idx
 	if maybe&1 != 0 {
 		if _, ok := x.revokedAt(codeJTI, c.Issuer, c.JTI, h[0]); ok {
@@ -317,9 +331,22 @@ func (s *Store) isRevokedExact(c *Credential, maybe uint, h *[5]uint64) bool {
 		if at, ok := x.revokedAt(codeClient, c.Issuer, c.ClientID, h[3]); ok && s.issuedBefore(c.IssuedAt, at) {
 			return true
 		}
+		// A scheduled client revocation is in force from its time on.
+		if at, ok := x.revokedAt(codeClientAt, c.Issuer, c.ClientID, h[3]); ok && at <= s.now().UnixNano() && s.issuedBefore(c.IssuedAt, at) {
+			return true
+		}
 	}
 	if maybe&16 != 0 {
 		if _, ok := x.revokedAt(codeSession, "", c.SessionID, h[4]); ok {
+			return true
+		}
+	}
+	if maybe&32 != 0 {
+		if _, ok := x.revokedAt(codeKey, "", c.KeyID, h[5]); ok {
+			return true
+		}
+		// The old key of a rotation dies when the grace ends.
+		if at, ok := x.revokedAt(codeKeyAt, "", c.KeyID, h[5]); ok && at <= s.now().UnixNano() {
 			return true
 		}
 	}
@@ -359,8 +386,9 @@ func (s *Store) Get(issuer string, kind Kind, value string) (Entry, bool) {
 // Len returns the number of entries, expired ones not yet swept included.
 func (s *Store) Len() int { return int(s.idx.count.Load()) }
 
-// List returns one page of the entries matching o, ordered by (Issuer, Kind,
-// Value), and the cursor of the next page ("" on the last page). A cursor
+// List returns one page of the entries matching o (scheduled ones included,
+// after the immediate ones of every kind; API key records never), ordered
+// by (Issuer, Kind, Value), and the cursor of the next page ("" on the last page). A cursor
 // stays valid while entries are added or removed: the next page starts after
 // the last key returned. It returns an error wrapping ErrInvalidListOptions
 // for an unknown kind or a foreign cursor, and ErrClosed after Close.
@@ -406,7 +434,7 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, string, error
 		sh := &s.idx.shards[i]
 		sh.mu.RLock()
 		sh.each(func(r *record) bool {
-			if (o.Issuer != "" && r.issuer != o.Issuer) || (kind != 0 && r.kind != kind) || (o.Value != "" && r.value != o.Value) {
+			if r.kind == codeAPIKey || (o.Issuer != "" && r.issuer != o.Issuer) || (kind != 0 && r.kind.base() != kind) || (o.Value != "" && r.value != o.Value) {
 				return true
 			}
 			v := r.row()

@@ -110,7 +110,7 @@ func killEntry(i int) cache.Entry {
 		Reason:    "reason-" + strconv.Itoa(i%3),
 		Initiator: "admin:kill",
 	}
-	if e.Kind == cache.KindSession {
+	if e.Kind.Issuerless() {
 		e.Issuer = ""
 	}
 	return e
@@ -252,3 +252,9 @@ func TestRevokeAfterCloseRace(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestKeysMemory(t *testing.T) { storetest.RunKeys(t, openMemory) }
+
+func TestKeysBolt(t *testing.T) { storetest.RunKeys(t, openBolt) }
+
+func TestKeysBoltDurable(t *testing.T) { storetest.RunKeysDurable(t, openBolt) }

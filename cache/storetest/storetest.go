@@ -469,7 +469,12 @@ func listAll(t *testing.T, s Store, o cache.ListOptions) []cache.Entry {
 	}
 }
 
-func keyOf(e cache.Entry) string { return fmt.Sprintf("(%q, %s, %q)", e.Issuer, e.Kind, e.Value) }
+func keyOf(e cache.Entry) string {
+	if !e.EffectiveAt.IsZero() {
+		return fmt.Sprintf("(%q, %s scheduled, %q)", e.Issuer, e.Kind, e.Value)
+	}
+	return fmt.Sprintf("(%q, %s, %q)", e.Issuer, e.Kind, e.Value)
+}
 
 // ordered is the documented List order: issuer, then kind in cache.Kinds
 // order, then value.
@@ -787,7 +792,7 @@ func testReopen(t *testing.T, open Open) {
 	for i := range 300 {
 		k := cache.Kinds[i%len(cache.Kinds)]
 		e := entry(k, iss1, fmt.Sprintf("value-%d-ü-\x00-%d", i, i*i))
-		if k == cache.KindSession {
+		if k.Issuerless() {
 			e.Issuer = ""
 		}
 		e.RevokedAt = t0.Add(time.Duration(i) * 1234567 * time.Nanosecond)
