@@ -50,6 +50,9 @@ type ServerConfig struct {
 	Verifier *Verifier
 	// Store receives /revoke's revocations. Required.
 	Store Revoker
+	// Keys, when not nil, makes /introspect answer for API keys and
+	// /revoke revoke them; nil treats a key as an unknown token.
+	Keys *APIKeys
 	// Logger receives one line per revocation (never a token). Nil
 	// discards.
 	Logger *slog.Logger
@@ -89,6 +92,7 @@ func (c ServerConfig) Validate() error {
 type Server struct {
 	f        *fosite.Fosite
 	v        *Verifier
+	keys     *APIKeys
 	store    Revoker
 	log      *slog.Logger
 	revoked  *prometheus.CounterVec
@@ -108,7 +112,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	revoked := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "oidcgate_revoke_total",
-		Help: "RFC 7009 revocations received at /revoke, by what was revoked (jti, token_hash, none).",
+		Help: "RFC 7009 revocations received at /revoke, by what was revoked (jti, token_hash, key, none).",
 	}, []string{"result"})
 	upstream := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "oidcgate_revoke_forward_total",
@@ -123,7 +127,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{v: cfg.Verifier, store: cfg.Store, log: cfg.Logger, revoked: revoked, upstream: upstream}
+	s := &Server{v: cfg.Verifier, keys: cfg.Keys, store: cfg.Store, log: cfg.Logger, revoked: revoked, upstream: upstream}
 	clients := make(map[string]*fosite.DefaultClient, len(cfg.Clients))
 	for _, c := range cfg.Clients {
 		sum := sha256.Sum256([]byte(c.ClientSecret))
@@ -262,6 +266,10 @@ func (s *Server) revoke(ctx context.Context, raw string, hint fosite.TokenType, 
 		s.revoked.WithLabelValues("none").Inc()
 		return nil
 	}
+	if LooksLikeAPIKey(raw) {
+		// Never sent to an issuer: a key is the gateway's own.
+		return s.revokeKey(ctx, raw, caller)
+	}
 	if v.wantsRemote(raw) {
 		return s.revokeOpaque(ctx, raw, hint, caller)
 	}
@@ -287,6 +295,43 @@ func (s *Server) revoke(ctx context.Context, raw string, hint fosite.TokenType, 
 		kind, value = "token_hash", TokenHashID(raw)
 	}
 	return s.store1(ctx, v.issuers[c.Issuer], kind, value, caller)
+}
+
+// revokeKey revokes an API key whose id and secret match a record, by its
+// id, until its record is forgotten; anything else is not ours (§2.2).
+func (s *Server) revokeKey(ctx context.Context, raw, caller string) error {
+	if s.keys == nil {
+		s.revoked.WithLabelValues("none").Inc()
+		return nil
+	}
+	id, exp, ok := s.keys.Match(raw)
+	if !ok {
+		s.revoked.WithLabelValues("none").Inc()
+		return nil
+	}
+	now := s.v.now()
+	_, err := s.store.Revoke(ctx, cache.Entry{
+		Kind:      cache.KindKey,
+		Value:     id,
+		RevokedAt: now,
+		ExpiresAt: later(exp, now).Add(cache.KeyRetention),
+		Reason:    "rfc7009",
+		Initiator: "rfc7009:" + caller,
+	})
+	if err != nil {
+		return fmt.Errorf("introspect: revoke: %w", err)
+	}
+	s.revoked.WithLabelValues("key").Inc()
+	s.log.Info("introspect: api key revoked (RFC 7009)", "key_id", id)
+	return nil
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // revokeOpaque revokes an introspected token by its hash here and, when
@@ -380,6 +425,9 @@ func (s *Server) forward(ctx context.Context, is *issuerState, endpoint, raw str
 type tokenIntrospector struct{ s *Server }
 
 func (t tokenIntrospector) IntrospectToken(ctx context.Context, raw string, _ fosite.TokenUse, ar fosite.AccessRequester, scopes []string) (fosite.TokenUse, error) {
+	if LooksLikeAPIKey(raw) {
+		return t.introspectKey(raw, ar, scopes)
+	}
 	c, err := t.s.v.Verify(ctx, raw)
 	if err != nil || !c.HasScopes(scopes) {
 		return "", fosite.ErrInactiveToken
@@ -410,6 +458,30 @@ func (t tokenIntrospector) IntrospectToken(ctx context.Context, raw string, _ fo
 	if c.SID != "" {
 		sess.extra["sid"] = c.SID
 	}
+	req.SetSession(sess)
+	return fosite.AccessToken, nil
+}
+
+// introspectKey answers for an API key: active, client_id, sub, scope, exp,
+// iat and token_type "api_key" (no iss: the gateway issued it).
+func (t tokenIntrospector) introspectKey(raw string, ar fosite.AccessRequester, scopes []string) (fosite.TokenUse, error) {
+	if t.s.keys == nil {
+		return "", fosite.ErrInactiveToken
+	}
+	c, err := t.s.keys.Verify(raw)
+	req, ok := ar.(*fosite.AccessRequest)
+	if err != nil || !ok || !c.HasScopes(scopes) {
+		return "", fosite.ErrInactiveToken
+	}
+	req.Client = &fosite.DefaultClient{ID: c.ClientID}
+	req.RequestedAt = c.IssuedAt
+	for _, sc := range c.Scopes {
+		req.GrantScope(sc)
+	}
+	sess := newSession()
+	sess.subject = c.Subject
+	sess.expiresAt = c.ExpiresAt
+	sess.extra["token_type"] = "api_key"
 	req.SetSession(sess)
 	return fosite.AccessToken, nil
 }
