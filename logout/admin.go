@@ -220,7 +220,7 @@ func (a *Admin) revoke(w http.ResponseWriter, r *http.Request, initiator string)
 
 // complete resolves e's issuer and fills the times and initiator.
 func (a *Admin) complete(e cache.Entry, initiator string) (cache.Entry, error) {
-	if e.Kind != cache.KindSession {
+	if !e.Kind.Issuerless() {
 		switch {
 		case e.Issuer != "":
 			if _, ok := a.retention.lifetimes[e.Issuer]; !ok {
@@ -236,6 +236,10 @@ func (a *Admin) complete(e cache.Entry, initiator string) (cache.Entry, error) {
 	}
 	e.Initiator = initiator
 	e.RevokedAt = a.now().UTC()
+	if !e.EffectiveAt.IsZero() && e.EffectiveAt.Before(e.RevokedAt) {
+		// A time already past: in force at once.
+		e.EffectiveAt = e.RevokedAt
+	}
 	e.ExpiresAt = a.retention.expiresAt(e)
 	// Every field was checked above; an invalid entry here means a broken
 	// clock or config, which is the server's fault.

@@ -132,10 +132,10 @@ func TestAdminRevoke(t *testing.T) {
 		{name: "object", body: `{"sub":{"v":"alice"}}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "sub: not a string"},
 		{name: "deep nesting", body: `{"sub":` + strings.Repeat("[", 60000) + `}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "sub: not a string"},
 		{name: "reason not a string", body: `{"sub":"alice","reason":["x"]}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "reason: not a string"},
-		{name: "no target", body: `{"reason":"x"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "exactly one of sub, sid, jti, client_id, session is required"},
-		{name: "empty object", body: `{}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "exactly one of sub, sid, jti, client_id, session is required"},
-		{name: "two targets", body: `{"sub":"alice","jti":"j"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "exactly one of sub, sid, jti, client_id, session is required"},
-		{name: "two targets one empty", body: `{"sub":"alice","jti":""}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "exactly one of sub, sid, jti, client_id, session is required"},
+		{name: "no target", body: `{"reason":"x"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "exactly one of sub, sid, jti, client_id, session, key is required"},
+		{name: "empty object", body: `{}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "exactly one of sub, sid, jti, client_id, session, key is required"},
+		{name: "two targets", body: `{"sub":"alice","jti":"j"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "exactly one of sub, sid, jti, client_id, session, key is required"},
+		{name: "two targets one empty", body: `{"sub":"alice","jti":""}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "exactly one of sub, sid, jti, client_id, session, key is required"},
 		{name: "empty value", body: `{"sid":""}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "sid: empty"},
 		{name: "long value", body: `{"jti":"` + long + `"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "jti: longer than 1024 bytes"},
 		{name: "long reason", body: `{"sub":"alice","reason":"` + strings.Repeat("r", cache.MaxTextLen+1) + `"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "reason: longer than 512 bytes"},
@@ -143,7 +143,7 @@ func TestAdminRevoke(t *testing.T) {
 		{name: "long issuer", body: `{"sub":"alice","issuer":"` + long + `"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "issuer: longer than 1024 bytes"},
 		{name: "unknown issuer", body: `{"sub":"alice","issuer":"https://evil.example"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "issuer: not a configured issuer"},
 		{name: "issuer with trailing slash", body: `{"sub":"alice","issuer":"` + issA + `/"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "issuer: not a configured issuer"},
-		{name: "issuer with session", body: `{"session":"gw-1","issuer":"` + issA + `"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "issuer: not allowed with session (session ids are the gateway's own)"},
+		{name: "issuer with session", body: `{"session":"gw-1","issuer":"` + issA + `"}`, wantStatus: 400, wantError: "invalid_request", wantDesc: "issuer: not allowed with session (its ids are the gateway's own)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -466,8 +466,8 @@ func TestAdminList(t *testing.T) {
 func TestAdminListBadParameters(t *testing.T) {
 	f := newFixture(t, nil)
 	tests := []struct{ query, wantDesc string }{
-		{"kind=user", "kind: not one of jti, sid, sub, client, session"},
-		{"kind=client_id", "kind: not one of jti, sid, sub, client, session"},
+		{"kind=user", "kind: not one of jti, sid, sub, client, session, key"},
+		{"kind=client_id", "kind: not one of jti, sid, sub, client, session, key"},
 		{"limit=0", "limit: not an integer from 1 to 1000"},
 		{"limit=-1", "limit: not an integer from 1 to 1000"},
 		{"limit=1001", "limit: not an integer from 1 to 1000"},

@@ -22,17 +22,21 @@ const maxResponseBody = 1 << 20
 const maxRemoteText = 256
 
 // RevokeRequest is the JSON body of POST /admin/revocations. Exactly one
-// of Sub, SID, JTI, ClientID and Session must be set. Issuer may be empty
-// when the gateway has a single issuer, and must be empty with Session.
-// Reason is free text recorded with the entry.
+// of Sub, SID, JTI, ClientID, Session and Key (an API key's id) must be
+// set. Issuer may be empty when the gateway has a single issuer, and must
+// be empty with Session and Key. Reason is free text recorded with the
+// entry. EffectiveAt (RFC 3339), only with ClientID or Key, schedules the
+// revocation: credentials issued before it keep working until then.
 type RevokeRequest struct {
-	Sub      string `json:"sub,omitempty"`
-	SID      string `json:"sid,omitempty"`
-	JTI      string `json:"jti,omitempty"`
-	ClientID string `json:"client_id,omitempty"`
-	Session  string `json:"session,omitempty"`
-	Issuer   string `json:"issuer,omitempty"`
-	Reason   string `json:"reason,omitempty"`
+	Sub         string `json:"sub,omitempty"`
+	SID         string `json:"sid,omitempty"`
+	JTI         string `json:"jti,omitempty"`
+	ClientID    string `json:"client_id,omitempty"`
+	Session     string `json:"session,omitempty"`
+	Key         string `json:"key,omitempty"`
+	Issuer      string `json:"issuer,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	EffectiveAt string `json:"effective_at,omitempty"`
 }
 
 // RemoteError is returned by RevokeRemote when the admin API answered but

@@ -41,7 +41,7 @@ func TestRevokeRemote(t *testing.T) {
 			want: cache.Entry{Kind: cache.KindSession, Value: "gw-1", Initiator: "admin:ops",
 				RevokedAt: t0, ExpiresAt: t0.Add(24*time.Hour + skew)}},
 		{name: "every field of the request reaches the server", token: tokOps, req: RevokeRequest{SID: "s", JTI: "j"},
-			wantStatus: 400, wantErr: "logout: admin API answered 400 Bad Request: invalid_request: exactly one of sub, sid, jti, client_id, session is required"},
+			wantStatus: 400, wantErr: "logout: admin API answered 400 Bad Request: invalid_request: exactly one of sub, sid, jti, client_id, session, key is required"},
 		{name: "nothing to revoke", token: tokOps, req: RevokeRequest{Reason: "x"},
 			wantStatus: 400, wantErr: "invalid_request: exactly one of"},
 		{name: "unknown issuer", token: tokOps, req: RevokeRequest{Sub: "alice", Issuer: "https://other.example"},

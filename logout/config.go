@@ -1,6 +1,7 @@
 package logout
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -136,6 +137,9 @@ type Config struct {
 	// ClockSkew is the clock difference tolerated between the IdP and the
 	// gateway and between replicas. Zero means none.
 	ClockSkew time.Duration
+	// KeyMaxLifetime is api_keys.max_lifetime: how long a key entry must
+	// be kept. Zero means DefaultKeyMaxLifetime.
+	KeyMaxLifetime time.Duration
 	// Store is the revocation store. Required.
 	Store Store
 	// Receivers configures the back- and front-channel logout receivers;
@@ -291,22 +295,34 @@ func prefixed(prefix string, err error) []error {
 // retention says how long an entry is kept: until no credential it revokes
 // can still be accepted. Every revocation source of this package uses it.
 type retention struct {
-	lifetimes     map[string]time.Duration
-	sessionMaxAge time.Duration
-	skew          time.Duration
+	lifetimes      map[string]time.Duration
+	sessionMaxAge  time.Duration
+	keyMaxLifetime time.Duration
+	skew           time.Duration
 }
 
 // retention is c's retention rules; c has its defaults applied.
 func (c Config) retention() retention {
-	return retention{lifetimes: maps.Clone(c.Lifetimes), sessionMaxAge: c.SessionMaxAge, skew: c.ClockSkew}
+	return retention{lifetimes: maps.Clone(c.Lifetimes), sessionMaxAge: c.SessionMaxAge, keyMaxLifetime: cmp.Or(c.KeyMaxLifetime, DefaultKeyMaxLifetime), skew: c.ClockSkew}
 }
 
 // expiresAt returns when e may be forgotten; e.Issuer must be a key of
 // r.lifetimes unless e.Kind is cache.KindSession. The durations are added
 // one by one so that no sum of durations can overflow.
+//
+// A key entry is kept for the longest a key may live, plus the time its
+// record is kept (no key it names can be accepted later). A scheduled
+// entry counts from its EffectiveAt.
 func (r retention) expiresAt(e cache.Entry) time.Time {
-	if e.Kind == cache.KindSession {
-		return e.RevokedAt.Add(r.sessionMaxAge).Add(r.skew)
+	from := e.RevokedAt
+	if e.EffectiveAt.After(from) {
+		from = e.EffectiveAt
 	}
-	return e.RevokedAt.Add(r.lifetimes[e.Issuer]).Add(r.skew).Add(r.skew)
+	switch e.Kind {
+	case cache.KindSession:
+		return from.Add(r.sessionMaxAge).Add(r.skew)
+	case cache.KindKey:
+		return from.Add(r.keyMaxLifetime).Add(cache.KeyRetention)
+	}
+	return from.Add(r.lifetimes[e.Issuer]).Add(r.skew).Add(r.skew)
 }

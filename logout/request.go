@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/oidcgate/oidcgate/cache"
@@ -40,6 +41,7 @@ var targets = map[string]cache.Kind{
 	"jti":       cache.KindJTI,
 	"client_id": cache.KindClient,
 	"session":   cache.KindSession,
+	"key":       cache.KindKey,
 }
 
 // field returns where the JSON member name of RevokeRequest is stored, or
@@ -56,6 +58,10 @@ func (r *RevokeRequest) field(name string) *string {
 		return &r.ClientID
 	case "session":
 		return &r.Session
+	case "key":
+		return &r.Key
+	case "effective_at":
+		return &r.EffectiveAt
 	case "issuer":
 		return &r.Issuer
 	case "reason":
@@ -122,14 +128,14 @@ func (r RevokeRequest) entry(seen map[string]bool) (cache.Entry, error) {
 			continue
 		}
 		if target != "" {
-			return cache.Entry{}, badRequest("exactly one of sub, sid, jti, client_id, session is required")
+			return cache.Entry{}, badRequest("exactly one of sub, sid, jti, client_id, session, key is required")
 		}
 		target, e.Kind = name, kind
 		e.Value = *r.field(name)
 	}
 	switch {
 	case target == "":
-		return cache.Entry{}, badRequest("exactly one of sub, sid, jti, client_id, session is required")
+		return cache.Entry{}, badRequest("exactly one of sub, sid, jti, client_id, session, key is required")
 	case e.Value == "":
 		return cache.Entry{}, badRequest("%s: empty", target)
 	case len(e.Value) > cache.MaxValueLen:
@@ -137,8 +143,8 @@ func (r RevokeRequest) entry(seen map[string]bool) (cache.Entry, error) {
 	}
 	if seen["issuer"] {
 		switch {
-		case e.Kind == cache.KindSession:
-			return cache.Entry{}, badRequest("issuer: not allowed with session (session ids are the gateway's own)")
+		case e.Kind.Issuerless():
+			return cache.Entry{}, badRequest("issuer: not allowed with %s (its ids are the gateway's own)", target)
 		case r.Issuer == "":
 			return cache.Entry{}, badRequest("issuer: empty")
 		case len(r.Issuer) > cache.MaxValueLen:
@@ -150,6 +156,16 @@ func (r RevokeRequest) entry(seen map[string]bool) (cache.Entry, error) {
 		return cache.Entry{}, badRequest("reason: longer than %d bytes", cache.MaxTextLen)
 	}
 	e.Reason = r.Reason
+	if seen["effective_at"] {
+		if !e.Kind.Schedulable() {
+			return cache.Entry{}, badRequest("effective_at: only with client_id or key")
+		}
+		t, err := time.Parse(time.RFC3339, r.EffectiveAt)
+		if err != nil || t.Year() < 1970 || t.Year() > 9999 {
+			return cache.Entry{}, badRequest("effective_at: not an RFC 3339 time")
+		}
+		e.EffectiveAt = t.UTC()
+	}
 	return e, nil
 }
 
@@ -171,7 +187,7 @@ func parseList(rawQuery string) (cache.ListOptions, error) {
 		case "kind":
 			o.Kind = cache.Kind(v)
 			if !o.Kind.Valid() {
-				return cache.ListOptions{}, badRequest("kind: not one of jti, sid, sub, client, session")
+				return cache.ListOptions{}, badRequest("kind: not one of jti, sid, sub, client, session, key")
 			}
 		case "issuer", "value":
 			if len(v) > cache.MaxValueLen {
