@@ -415,3 +415,22 @@ func (r *Redis) CheckKey(c *KeyCheck) KeyState {
 	}
 	return r.local.CheckKey(c)
 }
+
+// Scheduled returns the scheduled entry (EffectiveAt set) of (issuer,
+// kind, value), also one already in force, if any.
+func (s *Store) Scheduled(issuer string, kind Kind, value string) (Entry, bool) {
+	c := scheduled(kind)
+	if c == 0 {
+		return Entry{}, false
+	}
+	r, ok := s.idx.get(c, issuer, value)
+	if !ok {
+		return Entry{}, false
+	}
+	return r.entry(), true
+}
+
+// Scheduled is Store.Scheduled on the mirror.
+func (r *Redis) Scheduled(issuer string, kind Kind, value string) (Entry, bool) {
+	return r.local.Scheduled(issuer, kind, value)
+}

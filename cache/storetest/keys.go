@@ -21,6 +21,7 @@ type KeyStore interface {
 	Key(id string) (cache.KeyRecord, bool)
 	Keys(owner string) ([]cache.KeyRecord, int)
 	CheckKey(c *cache.KeyCheck) cache.KeyState
+	Scheduled(issuer string, kind cache.Kind, value string) (cache.Entry, bool)
 }
 
 var (
@@ -188,6 +189,12 @@ func testKeyCheck(t *testing.T, open Open) {
 	// An immediate revocation and a scheduled one of one key are apart.
 	if e, ok := s.Get("", cache.KindKey, "Rotated"); ok {
 		t.Errorf("Get found an immediate entry %+v for a scheduled revocation", e)
+	}
+	if e, ok := s.Scheduled("", cache.KindKey, "Rotated"); !ok || !e.EffectiveAt.Equal(graceEnd) {
+		t.Errorf("Scheduled(key Rotated) = %+v, %t; want the scheduled entry", e, ok)
+	}
+	if _, ok := s.Scheduled("", cache.KindKey, "Gone"); ok {
+		t.Error("Scheduled found an entry for an immediate revocation")
 	}
 	if es := listAll(t, s, cache.ListOptions{Kind: cache.KindKey}); len(es) != 2 {
 		t.Errorf("List(kind key) = %d entries; want 2 (one immediate, one scheduled)", len(es))
