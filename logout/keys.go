@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/introspect"
 )
@@ -45,6 +46,8 @@ const (
 	keySweepInterval = time.Minute
 	// maxKeyBody bounds the body of POST /admin/keys and rotate.
 	maxKeyBody = 16 << 10
+	// keyAuditTimeout bounds the write of one key audit record.
+	keyAuditTimeout = 10 * time.Second
 )
 
 // KeysConfig is the YAML key `api_keys` as far as this package is
@@ -103,7 +106,7 @@ var (
 // KeyAdminConfig configures NewKeyAdmin.
 type KeyAdminConfig struct {
 	// Config supplies Admin (the tokens), Store (revocations: pass an
-	// AuditedStore to audit them), Lifetimes (the issuers whose client
+	// *audit.Store to audit them), Lifetimes (the issuers whose client
 	// revocations reach keys), Replays (so that one replica audits an
 	// expiry), Now, Logger and Metrics.
 	Config Config
@@ -112,7 +115,7 @@ type KeyAdminConfig struct {
 	Records KeyRecords
 	// Audit receives key_created, key_rotated and key_expired. Nil
 	// writes none.
-	Audit *Audit
+	Audit *audit.Log
 	// Routes are the names a key's routes may list; nil accepts any.
 	Routes []string
 }
@@ -124,7 +127,7 @@ type KeyAdmin struct {
 	keys    KeysConfig
 	store   Store
 	records KeyRecords
-	audit   *Audit
+	audit   *audit.Log
 	replays Replays
 	issuers []string
 	routes  []string
@@ -369,10 +372,10 @@ func (a *KeyAdmin) create(w http.ResponseWriter, r *http.Request, initiator stri
 	if !ok {
 		return
 	}
-	a.record(r.Context(), Record{
-		Event: EventKeyCreated, Trigger: TriggerAdmin, Initiator: initiator,
+	a.record(r.Context(), audit.Record{
+		Event: EventKeyCreated, Trigger: audit.TriggerAdmin, Initiator: initiator,
 		Reason:  "owner " + rec.Owner,
-		Targets: []AuditTarget{{Kind: cache.KindKey, Value: rec.ID}},
+		Targets: []audit.Target{{Kind: cache.KindKey, Value: rec.ID}},
 	})
 	a.log.LogAttrs(r.Context(), slog.LevelInfo, "api key created", slog.String("key_id", rec.ID), slog.String("owner", rec.Owner), slog.String("initiator", initiator))
 	writeJSON(w, http.StatusCreated, CreatedKey{Key: key, Record: a.view(rec, now)})
@@ -452,11 +455,11 @@ func (a *KeyAdmin) issue(w http.ResponseWriter, r *http.Request, rec *cache.KeyR
 
 // record appends rec to the audit log, if any; a failure is logged (the
 // key exists whatever the audit says).
-func (a *KeyAdmin) record(ctx context.Context, rec Record) {
+func (a *KeyAdmin) record(ctx context.Context, rec audit.Record) {
 	if a.audit == nil {
 		return
 	}
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWriteTimeout)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keyAuditTimeout)
 	defer cancel()
 	if err := a.audit.Append(actx, rec); err != nil {
 		a.log.LogAttrs(ctx, slog.LevelError, "api key audit record not written", slog.String("event", rec.Event), slog.Any("error", err))
@@ -581,10 +584,10 @@ func (a *KeyAdmin) rotate(w http.ResponseWriter, r *http.Request, id, initiator 
 		writeError(w, http.StatusInternalServerError, "server_error", "new key "+rec.ID+" created but the old key's revocation was not stored; revoke it")
 		return
 	}
-	a.record(r.Context(), Record{
-		Event: EventKeyRotated, Trigger: TriggerAdmin, Initiator: initiator,
+	a.record(r.Context(), audit.Record{
+		Event: EventKeyRotated, Trigger: audit.TriggerAdmin, Initiator: initiator,
 		Reason:  "grace " + grace.String(),
-		Targets: []AuditTarget{{Kind: cache.KindKey, Value: old.ID}, {Kind: cache.KindKey, Value: rec.ID}},
+		Targets: []audit.Target{{Kind: cache.KindKey, Value: old.ID}, {Kind: cache.KindKey, Value: rec.ID}},
 	})
 	a.log.LogAttrs(r.Context(), slog.LevelInfo, "api key rotated", slog.String("key_id", id), slog.String("new_key_id", rec.ID), slog.Duration("grace", grace))
 	writeJSON(w, http.StatusCreated, CreatedKey{Key: key, Record: a.view(rec, now)})
@@ -621,9 +624,9 @@ func (a *KeyAdmin) Sweep(ctx context.Context) {
 			}
 		case keyExpired:
 			if a.once(ctx, "key-expired:"+rec.ID, rec) {
-				a.record(ctx, Record{
+				a.record(ctx, audit.Record{
 					Event: EventKeyExpired, Initiator: "oidcgate:expiry", Reason: "owner " + rec.Owner,
-					Targets: []AuditTarget{{Kind: cache.KindKey, Value: rec.ID}},
+					Targets: []audit.Target{{Kind: cache.KindKey, Value: rec.ID}},
 				})
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/introspect"
 )
@@ -36,7 +37,7 @@ func newKeyFixture(t *testing.T, keys KeysConfig) *keyFixture {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	au, err := OpenAudit(AuditConfig{Path: path, Replica: "test", Now: clk.Now})
+	au, err := audit.Open(audit.Config{Path: path, Replica: "test", Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func newKeyFixture(t *testing.T, keys KeysConfig) *keyFixture {
 		Config: Config{
 			Admin:     AdminConfig{Tokens: []AdminToken{{Name: "ops", Token: introspect.Secret(tokOps)}}},
 			Lifetimes: map[string]time.Duration{issA: time.Hour},
-			Store:     &AuditedStore{Store: store, Audit: au, Now: clk.Now},
+			Store:     &audit.Store{Store: store, Log: au, Now: clk.Now},
 			Replays:   store,
 			Now:       clk.Now,
 			Metrics:   reg,
@@ -167,21 +168,21 @@ func TestKeyAdminLifecycle(t *testing.T) {
 	}
 
 	// The audit log has every step, and never the key, its secret or hash.
-	audit, err := os.ReadFile(f.auditPath)
+	log, err := os.ReadFile(f.auditPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, ev := range []string{`"event":"key_created"`, `"event":"key_rotated"`, `"event":"revocation"`, `"initiator":"admin:ops"`} {
-		if !strings.Contains(string(audit), ev) {
-			t.Errorf("audit log lacks %s:\n%s", ev, audit)
+		if !strings.Contains(string(log), ev) {
+			t.Errorf("audit log lacks %s:\n%s", ev, log)
 		}
 	}
 	for _, k := range []string{c.Key, rot.Key} {
-		if strings.Contains(string(audit), k[len("oag_")+17:len(k)-6]) {
+		if strings.Contains(string(log), k[len("oag_")+17:len(k)-6]) {
 			t.Error("audit log holds a key's secret")
 		}
 	}
-	if strings.Contains(string(audit), fmt.Sprintf("%x", rec.Hash)) {
+	if strings.Contains(string(log), fmt.Sprintf("%x", rec.Hash)) {
 		t.Error("audit log holds a key's hash")
 	}
 	if got := testutil.ToFloat64(mustGauge(t, f.reg, "revoked")); got != 2 {
@@ -285,11 +286,11 @@ func TestKeyAdminClientRevocationAndSweep(t *testing.T) {
 	if e, ok := f.store.Get("", cache.KindKey, c.Record.ID); !ok || e.Reason != "max_idle" {
 		t.Errorf("idle key entry = %+v, %t; want reason max_idle", e, ok)
 	}
-	audit, _ := os.ReadFile(f.auditPath)
-	if n := strings.Count(string(audit), `"event":"key_expired"`); n != 1 {
-		t.Errorf("key_expired records: %d; want 1\n%s", n, audit)
+	log, _ := os.ReadFile(f.auditPath)
+	if n := strings.Count(string(log), `"event":"key_expired"`); n != 1 {
+		t.Errorf("key_expired records: %d; want 1\n%s", n, log)
 	}
-	if n := strings.Count(string(audit), `"reason":"max_idle"`); n != 1 {
+	if n := strings.Count(string(log), `"reason":"max_idle"`); n != 1 {
 		t.Errorf("max_idle revocation records: %d; want 1", n)
 	}
 }
