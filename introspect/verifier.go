@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -303,6 +304,9 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
 	if !slices.Contains(is.types, normalizeTyp(u.header.typ)) {
 		return nil, invalid("typ %.40q not accepted", u.header.typ)
 	}
+	if name, ok := otherKindClaim(u.claims); ok {
+		return nil, invalid("%s claim: not an access token", name)
+	}
 	if err := v.verifySignature(ctx, is, u, raw); err != nil {
 		return nil, err
 	}
@@ -314,6 +318,27 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// otherKindClaims are claims that mark a JWT as another kind of token of
+// the same issuer: nonce and at_hash an ID token (OpenID Connect Core
+// §2, §3.1.3.6), events a logout token or a SET (Back-Channel Logout 1.0
+// §2.4, RFC 8417 §2.2).
+var otherKindClaims = [...]string{"nonce", "at_hash", "events"}
+
+// otherKindClaim returns the first of otherKindClaims present in claims.
+// RFC 8725 §3.11 and §3.12: when typ is a generic "JWT" (Ory Hydra), the
+// kinds of JWT must be told apart by mutually exclusive rules; an access
+// token carrying one of these claims is refused whatever the issuer's
+// typ and audience settings, so that another RP's ID token or a logout
+// token is never taken for a bearer token.
+func otherKindClaim(claims map[string]json.RawMessage) (string, bool) {
+	for _, name := range otherKindClaims {
+		if _, ok := claims[name]; ok {
+			return name, true
+		}
+	}
+	return "", false
 }
 
 // verifySignature checks raw's signature with the key of is that its

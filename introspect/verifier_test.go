@@ -213,6 +213,58 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+// TestVerifyRefusesOtherKindsOfJWT: under the Ory Hydra settings (typ
+// JWT, any audience) the typ header and aud cannot tell an access token
+// from the issuer's other JWTs; their claims must (RFC 8725 §3.11).
+func TestVerifyRefusesOtherKindsOfJWT(t *testing.T) {
+	f := newFixture(t, nil)
+	k := f.keys
+	jwtHdr := map[string]any{"alg": "RS256", "typ": "JWT", "kid": "rs"}
+	// Another RP's ID token, as Hydra issues it (OpenID Connect Core §2).
+	idToken := map[string]any{
+		"iss": hydraIssuer, "sub": "alice", "aud": []string{"other-rp"}, "azp": "other-rp",
+		"exp": t0.Add(10 * time.Minute).Unix(), "iat": t0.Add(-time.Minute).Unix(),
+		"auth_time": t0.Add(-time.Minute).Unix(), "sid": "sid-1", "jti": "id-1",
+		"nonce": "n-0S6_WzA2Mj", "at_hash": "77QmUPtjPfzWtF2AnpK9RQ",
+	}
+	// A logout token with sub and exp (Back-Channel Logout 1.0 §2.4).
+	logoutToken := map[string]any{
+		"iss": hydraIssuer, "sub": "alice", "aud": []string{"other-rp"}, "sid": "sid-1", "jti": "lt-1",
+		"exp": t0.Add(2 * time.Minute).Unix(), "iat": t0.Add(-10 * time.Second).Unix(),
+		"events": map[string]any{backchannelLogoutEvent: map[string]any{}},
+	}
+	tests := []struct {
+		name   string
+		claims map[string]any
+		want   error
+	}{
+		{"another RP's ID token", idToken, ErrInvalidToken},
+		{"ID token with nonce only", with(idToken, "at_hash", nil), ErrInvalidToken},
+		{"ID token with at_hash only", with(idToken, "nonce", nil), ErrInvalidToken},
+		{"nonce null", with(idToken, "at_hash", nil, "nonce", []any(nil)), ErrInvalidToken},
+		{"logout token", logoutToken, ErrInvalidToken},
+		{"SET-like events of another type", with(logoutToken, "events", map[string]any{"https://schemas.openid.net/secevent/caep/event-type/session-revoked": map[string]any{}}), ErrInvalidToken},
+		// The same claims without the marks are an access token: the
+		// refusals above come from the marks, nothing else.
+		{"ID token claims without nonce and at_hash", with(idToken, "nonce", nil, "at_hash", nil), nil},
+		{"logout token claims without events", with(logoutToken, "events", nil), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.v.Verify(t.Context(), signJWS(t, jwtHdr, tt.claims, "RS256", k.rsa1))
+			if !errors.Is(err, tt.want) && !(tt.want == nil && err == nil) {
+				t.Fatalf("got %v; want %v", err, tt.want)
+			}
+		})
+	}
+	// Also for a strict issuer with typ at+jwt: the rule holds whatever
+	// the settings.
+	strict := with(idToken, "iss", testIssuer, "aud", "api")
+	if _, err := f.v.Verify(t.Context(), signJWS(t, hdr("RS256", "rs"), strict, "RS256", k.rsa1)); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("at+jwt with nonce for the strict issuer: got %v; want %v", err, ErrInvalidToken)
+	}
+}
+
 func flip(s string) string {
 	b := []byte(s)
 	if b[5] == 'A' {
