@@ -1,8 +1,11 @@
 package cache
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -21,11 +24,31 @@ const (
 	// KindClient revokes every credential issued to a client (iss, client_id)
 	// at or before the revocation.
 	KindClient Kind = "client"
-	// KindSession revokes one gateway session by its id.
+	// KindSession revokes one gateway session. The entry's value is the
+	// session id's digest (SessionDigest), never the id itself.
 	KindSession Kind = "session"
 	// KindKey revokes one API key by its public id (see KeyRecord).
 	KindKey Kind = "key"
 )
+
+// sessionDigestPrefix starts every SessionDigest.
+const sessionDigestPrefix = "sha256:"
+
+// SessionDigest is the value under which a gateway session is revoked:
+// "sha256:" and the unpadded base64url SHA-256 of the session id. Store
+// entries, audit records and logs hold it, never the id, which would let
+// whoever reads them name (and end) a live session. A value that already
+// is a digest is returned unchanged, so that a digest read from a listing
+// or an audit record names the same session.
+func SessionDigest(id string) string {
+	if len(id) == len(sessionDigestPrefix)+43 && strings.HasPrefix(id, sessionDigestPrefix) {
+		if b, err := base64.RawURLEncoding.Strict().DecodeString(id[len(sessionDigestPrefix):]); err == nil && len(b) == sha256.Size {
+			return id
+		}
+	}
+	sum := sha256.Sum256([]byte(id))
+	return sessionDigestPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
+}
 
 // Kinds lists every valid Kind.
 var Kinds = []Kind{KindJTI, KindSID, KindSub, KindClient, KindSession, KindKey}
@@ -141,6 +164,7 @@ type Credential struct {
 	SID       string
 	Sub       string
 	ClientID  string
+	// SessionID is the gateway session's SessionDigest.
 	SessionID string
 	// KeyID is an API key's public id.
 	KeyID string

@@ -179,7 +179,9 @@ func TestAppLogoutOnRevocation(t *testing.T) {
 		name  string
 		entry func(e *env, sessionID string) cache.Entry
 	}{
-		{"session id", func(_ *env, id string) cache.Entry { return cache.Entry{Kind: cache.KindSession, Value: id} }},
+		{"session id", func(_ *env, id string) cache.Entry {
+			return cache.Entry{Kind: cache.KindSession, Value: cache.SessionDigest(id)}
+		}},
 		{"iss and sid", func(e *env, _ string) cache.Entry {
 			return cache.Entry{Issuer: e.idp.URL, Kind: cache.KindSID, Value: "sid-1"}
 		}},
@@ -237,7 +239,7 @@ func TestAppLogoutOnRevocation(t *testing.T) {
 		appLogin(t, e, b)
 		e.app.fail.Store(100)
 		s, _ := e.gw.cookies.open(b.cookie(e, "/", DefaultCookieName), true)
-		e.revoke(t, cache.Entry{Kind: cache.KindSession, Value: s.ID})
+		e.revoke(t, cache.Entry{Kind: cache.KindSession, Value: cache.SessionDigest(s.ID)})
 		e.gw.Close()
 		if got := e.app.calls.Load(); got != defaultLogoutAttempts {
 			t.Errorf("attempts: got %d; want %d", got, defaultLogoutAttempts)
@@ -268,7 +270,7 @@ func TestAppLogoutLazy(t *testing.T) {
 		restarted.ServeHTTP(w, r)
 	})
 	s, _ := e.gw.cookies.open(b.cookie(e, "/", DefaultCookieName), true)
-	e.revoke(t, cache.Entry{Kind: cache.KindSession, Value: s.ID})
+	e.revoke(t, cache.Entry{Kind: cache.KindSession, Value: cache.SessionDigest(s.ID)})
 	res := b.get(e.srv.URL+"/app/x", nil)
 	if res.StatusCode != http.StatusFound || served.Load() != 1 {
 		t.Fatalf("revoked session: got %d; want 302", res.StatusCode)

@@ -400,7 +400,7 @@ func (g *registry) match(e cache.Entry, skew time.Duration, now time.Time) []*lo
 		var hit bool
 		switch e.Kind {
 		case cache.KindSession:
-			hit = k.session == e.Value
+			hit = cache.SessionDigest(k.session) == e.Value
 		case cache.KindSID:
 			hit = r.iss == e.Issuer && r.sid != "" && r.sid == e.Value
 		case cache.KindSub:

@@ -27,7 +27,7 @@ func TestAppLogoutObserver(t *testing.T) {
 	appLogin(t, e, b)
 	e.app.fail.Store(1) // one 500, then success
 	s, _ := e.gw.cookies.open(b.cookie(e, "/", DefaultCookieName), true)
-	e.revoke(t, cache.Entry{Kind: cache.KindSession, Value: s.ID})
+	e.revoke(t, cache.Entry{Kind: cache.KindSession, Value: cache.SessionDigest(s.ID)})
 	e.app.waitLogout(t)
 	e.gw.Close() // drains the workers, so the outcome has been reported
 	obs.mu.Lock()

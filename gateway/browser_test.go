@@ -310,7 +310,9 @@ func TestRevokedSession(t *testing.T) {
 		name  string
 		entry func(e *env, sessionID string) cache.Entry
 	}{
-		{"session id", func(e *env, id string) cache.Entry { return cache.Entry{Kind: cache.KindSession, Value: id} }},
+		{"session id", func(e *env, id string) cache.Entry {
+			return cache.Entry{Kind: cache.KindSession, Value: cache.SessionDigest(id)}
+		}},
 		{"iss and sid", func(e *env, _ string) cache.Entry {
 			return cache.Entry{Issuer: e.idp.URL, Kind: cache.KindSID, Value: "sid-1"}
 		}},

@@ -368,7 +368,7 @@ func (g *Gateway) signOut(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		now := g.now()
 		_, err := g.sessions.Revoke(r.Context(), cache.Entry{
-			Kind: cache.KindSession, Value: s.ID, RevokedAt: now,
+			Kind: cache.KindSession, Value: cache.SessionDigest(s.ID), RevokedAt: now,
 			ExpiresAt: now.Add(g.maxAge + g.skew), Reason: "rp-initiated logout", Initiator: "gateway:sign_out",
 		})
 		if err != nil {

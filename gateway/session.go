@@ -44,10 +44,11 @@ func newSessionID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// credential is what the revocation check needs: the session id, (iss,
+// credential is what the revocation check needs: the session id (its
+// digest, as entries name it), (iss,
 // sid) and (iss, sub) issued at login.
 func (s *session) credential() cache.Credential {
-	return cache.Credential{Issuer: s.Issuer, SID: s.SID, Sub: s.Subject, SessionID: s.ID, IssuedAt: s.IssuedAt}
+	return cache.Credential{Issuer: s.Issuer, SID: s.SID, Sub: s.Subject, SessionID: cache.SessionDigest(s.ID), IssuedAt: s.IssuedAt}
 }
 
 // claims are what identity headers read: iss, sub, sid, iat, exp, and email

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -375,17 +376,16 @@ func (s *Server) store1(ctx context.Context, is *issuerState, kind, value, calle
 		return fmt.Errorf("introspect: revoke: %w", err)
 	}
 	s.revoked.WithLabelValues(kind).Inc()
-	s.log.Info("introspect: token revoked (RFC 7009)", "issuer", e.Issuer, "by", kind, "value", logValue(kind, value))
+	s.log.Info("introspect: token revoked (RFC 7009)", "issuer", e.Issuer, "by", kind, "value_sha256", digestPrefix(value))
 	return nil
 }
 
-// logValue is value unless it names a token's hash, which is logged
-// shortened.
-func logValue(kind, value string) string {
-	if kind == "token_hash" && len(value) > 19 {
-		return value[:19]
-	}
-	return value
+// digestPrefix is what logs show of a value that names a credential (a
+// jti, a token's hash): the first 8 bytes of its SHA-256, in hex, as
+// every other log line of the gateway.
+func digestPrefix(v string) string {
+	d := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(d[:8])
 }
 
 // forward revokes raw at the issuer (RFC 7009 §2.1) with the gateway's

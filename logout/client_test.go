@@ -38,7 +38,7 @@ func TestRevokeRemote(t *testing.T) {
 			want: cache.Entry{Issuer: issA, Kind: cache.KindClient, Value: "billing", Initiator: "admin:ci",
 				RevokedAt: t0, ExpiresAt: t0.Add(time.Hour + 2*skew)}},
 		{name: "session", token: tokOps, req: RevokeRequest{Session: "gw-1"},
-			want: cache.Entry{Kind: cache.KindSession, Value: "gw-1", Initiator: "admin:ops",
+			want: cache.Entry{Kind: cache.KindSession, Value: cache.SessionDigest("gw-1"), Initiator: "admin:ops",
 				RevokedAt: t0, ExpiresAt: t0.Add(24*time.Hour + skew)}},
 		{name: "every field of the request reaches the server", token: tokOps, req: RevokeRequest{SID: "s", JTI: "j"},
 			wantStatus: 400, wantErr: "logout: admin API answered 400 Bad Request: invalid_request: exactly one of sub, sid, jti, client_id, session, key is required"},

@@ -141,6 +141,11 @@ func (r RevokeRequest) entry(seen map[string]bool) (cache.Entry, error) {
 	case len(e.Value) > cache.MaxValueLen:
 		return cache.Entry{}, badRequest("%s: longer than %d bytes", target, cache.MaxValueLen)
 	}
+	if e.Kind == cache.KindSession {
+		// The entry, the audit record and the logs name the session by
+		// its digest: the id itself would let a reader end it.
+		e.Value = cache.SessionDigest(e.Value)
+	}
 	if seen["issuer"] {
 		switch {
 		case e.Kind.Issuerless():

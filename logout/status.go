@@ -221,6 +221,7 @@ func (a *Admin) parseStatus(rawQuery string) (StatusQuery, error) {
 		if q.Issuer != "" {
 			return StatusQuery{}, badRequest("issuer: must be empty for kind session")
 		}
+		q.Value = cache.SessionDigest(q.Value)
 		return q, nil
 	}
 	switch {
