@@ -57,6 +57,7 @@ var errResync = errors.New("cache: redis: stream no longer complete; resynchroni
 type keyspace struct {
 	entry  string // prefix of entry keys; the encoded entry key follows
 	seen   string // prefix of FirstSeen keys
+	live   string // prefix of RecordSID keys
 	stream string // the stream of changes
 	epoch  string // random id set when this Redis's data set began
 	// acks prefixes the applied-ack hashes (the encoded entry key
@@ -104,6 +105,7 @@ func newKeyspace(prefix string, maxLen int64) keyspace {
 	return keyspace{
 		entry:    tag + ":e:",
 		seen:     tag + ":seen:",
+		live:     tag + ":live:",
 		stream:   tag + ":stream",
 		epoch:    tag + ":epoch",
 		acks:     tag + ":a:",
@@ -842,4 +844,48 @@ func (r *Redis) FirstSeen(ctx context.Context, key string, until time.Time) (boo
 		return first, nil
 	}
 	return first, nil
+}
+
+// RecordSID is Store.RecordSID shared by every replica: the session is
+// recorded in the local file and in Redis ({prefix}:live:<hex SHA-256 of
+// issuer and sid>, PXAT until), so that a front-channel logout reaching any
+// replica finds it. When Redis cannot be reached the local record stands
+// and the failure is logged: until the session is recorded again, a
+// front-channel logout for it reaching another replica is not applied
+// there (README, "Front-channel logout").
+func (r *Redis) RecordSID(ctx context.Context, issuer, sid string, until time.Time) error {
+	if err := r.local.RecordSID(ctx, issuer, sid, until); err != nil {
+		return err
+	}
+	if r.down.Load() {
+		r.log.Warn("revocation store: redis unreachable; live sid recorded on this replica only")
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	pxat := (until.UnixNano() + int64(time.Millisecond) - 1) / int64(time.Millisecond)
+	if err := r.client.Do(cctx, "SET", r.keys.live+hex.EncodeToString([]byte(liveKey(issuer, sid))), "1", "PXAT", pxat).Err(); err != nil {
+		r.log.Warn("revocation store: redis unreachable; live sid recorded on this replica only", "err", err)
+	}
+	return nil
+}
+
+// SIDLive is Store.SIDLive across replicas: true when this replica or
+// Redis holds the session. It returns an error when the local record
+// does not hold it and Redis cannot be asked: the caller cannot tell.
+func (r *Redis) SIDLive(ctx context.Context, issuer, sid string) (bool, error) {
+	live, err := r.local.SIDLive(ctx, issuer, sid)
+	if err != nil || live {
+		return live, err
+	}
+	if r.down.Load() {
+		return false, errors.New("cache: sid live: redis unreachable")
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	n, err := r.client.Exists(cctx, r.keys.live+hex.EncodeToString([]byte(liveKey(issuer, sid)))).Result()
+	if err != nil {
+		return false, fmt.Errorf("cache: sid live: %w", err)
+	}
+	return n == 1, nil
 }

@@ -109,10 +109,19 @@ func (c *replayCache) dropExpired(now int64) []string {
 	return gone
 }
 
-// loadSeen creates the FirstSeen bucket, loads its unexpired keys and
-// deletes the others, in tx.
+// loadSeen creates the FirstSeen and RecordSID buckets, loads their
+// unexpired keys and deletes the others, in tx.
 func (s *Store) loadSeen(tx *bolt.Tx, now int64) error {
-	b, err := tx.CreateBucketIfNotExists(seenBucket)
+	if err := loadUntil(tx, seenBucket, &s.seen, now); err != nil {
+		return err
+	}
+	return loadUntil(tx, liveBucket, &s.live, now)
+}
+
+// loadUntil creates bucket, loads its unexpired keys (key -> until, Unix
+// ns big-endian) into c and deletes the others, in tx.
+func loadUntil(tx *bolt.Tx, bucket []byte, c *replayCache, now int64) error {
+	b, err := tx.CreateBucketIfNotExists(bucket)
 	if err != nil {
 		return err
 	}
@@ -122,7 +131,7 @@ func (s *Store) loadSeen(tx *bolt.Tx, now int64) error {
 			return corrupt("first-seen value of %d bytes", len(v))
 		}
 		if until := int64(binary.BigEndian.Uint64(v)); until > now {
-			s.seen.m[string(k)] = until
+			c.m[string(k)] = until
 		} else {
 			expired = append(expired, append([]byte(nil), k...))
 		}
@@ -139,19 +148,27 @@ func (s *Store) loadSeen(tx *bolt.Tx, now int64) error {
 	return nil
 }
 
-// sweepSeen forgets the FirstSeen keys whose until is at or before now,
-// in memory and in the file. The caller holds life for reading.
+// sweepSeen forgets the FirstSeen and RecordSID keys whose until is at or
+// before now, in memory and in the file. The caller holds life for
+// reading.
 func (s *Store) sweepSeen(now int64) {
-	s.seen.mu.Lock()
-	gone := s.seen.dropExpired(now)
-	s.seen.mu.Unlock()
+	s.sweepUntil(seenBucket, &s.seen, now)
+	s.sweepUntil(liveBucket, &s.live, now)
+}
+
+// sweepUntil forgets the keys of c whose until is at or before now, in
+// memory and in bucket.
+func (s *Store) sweepUntil(bucket []byte, c *replayCache, now int64) {
+	c.mu.Lock()
+	gone := c.dropExpired(now)
+	c.mu.Unlock()
 	if s.db == nil || len(gone) == 0 {
 		return
 	}
 	for len(gone) > 0 {
 		n := min(len(gone), sweepTxSize)
 		err := s.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(seenBucket)
+			b := tx.Bucket(bucket)
 			for _, k := range gone[:n] {
 				// A key recorded again since holds a later until: keep it.
 				if v := b.Get([]byte(k)); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > now {
@@ -164,7 +181,7 @@ func (s *Store) sweepSeen(now int64) {
 			return nil
 		})
 		if err != nil {
-			s.log.Error("first-seen sweep failed; expired keys stay in the file", "path", s.cfg.Path, "err", err)
+			s.log.Error("first-seen or live-sid sweep failed; expired keys stay in the file", "path", s.cfg.Path, "bucket", string(bucket), "err", err)
 			return
 		}
 		gone = gone[n:]

@@ -86,6 +86,8 @@ type Store struct {
 
 	subs subscribers
 	seen replayCache
+	// live is RecordSID's memory: liveKey -> until (Unix ns).
+	live replayCache
 
 	// id is this replica's id (see ReplicaID).
 	id string
@@ -115,6 +117,7 @@ func Open(cfg Config) (*Store, error) {
 		log:  cfg.Logger,
 		done: make(chan struct{}),
 		seen: replayCache{m: make(map[string]int64)},
+		live: replayCache{m: make(map[string]int64)},
 		id:   newReplicaID(),
 	}
 	if cfg.Path == "" {

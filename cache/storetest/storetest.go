@@ -1,9 +1,11 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -27,6 +29,8 @@ type Store interface {
 	Close() error
 	Subscribe(fn func(cache.Entry)) (cancel func())
 	FirstSeen(ctx context.Context, key string, until time.Time) (bool, error)
+	RecordSID(ctx context.Context, issuer, sid string, until time.Time) error
+	SIDLive(ctx context.Context, issuer, sid string) (bool, error)
 }
 
 var (
@@ -161,6 +165,57 @@ func Run(t *testing.T, open Open) {
 	t.Run("Close", func(t *testing.T) { testClose(t, open) })
 	t.Run("Subscribe", func(t *testing.T) { testSubscribe(t, open) })
 	t.Run("FirstSeen", func(t *testing.T) { testFirstSeen(t, open) })
+	t.Run("LiveSIDs", func(t *testing.T) { testLiveSIDs(t, open) })
+}
+
+func testLiveSIDs(t *testing.T, open Open) {
+	// The sids are unique per run: a shared backend may outlive the test.
+	run := fmt.Sprintf("%s-%d-", t.Name(), time.Now().UnixNano())
+	s, clk := newStoreAt(t, open, cache.Config{}, time.Now())
+	start := clk.Now()
+	ctx := context.Background()
+	live := func(iss, sid string) bool {
+		t.Helper()
+		ok, err := s.SIDLive(ctx, iss, run+sid)
+		if err != nil {
+			t.Fatalf("SIDLive(%s): %v", sid, err)
+		}
+		return ok
+	}
+	if live(iss1, "a") {
+		t.Error("a sid never recorded is live")
+	}
+	if err := s.RecordSID(ctx, iss1, run+"a", start.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if !live(iss1, "a") || live(iss2, "a") || live(iss1, "b") {
+		t.Error("got the wrong sessions live; want only (iss1, a)")
+	}
+	// Recording again keeps the later until.
+	if err := s.RecordSID(ctx, iss1, run+"a", start.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordSID(ctx, iss1, run+"a", start.Add(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(start.Add(2 * time.Minute))
+	if !live(iss1, "a") {
+		t.Error("the later until was not kept")
+	}
+	for _, bad := range []struct{ iss, sid string }{{"", "x"}, {iss1, ""}, {iss1, strings.Repeat("s", cache.MaxValueLen+1)}} {
+		if err := s.RecordSID(ctx, bad.iss, bad.sid, start.Add(time.Hour)); !errors.Is(err, cache.ErrInvalidEntry) {
+			t.Errorf("RecordSID(%q, %.10q): got %v; want ErrInvalidEntry", bad.iss, bad.sid, err)
+		}
+	}
+	if err := s.RecordSID(ctx, iss1, run+"c", clk.Now()); !errors.Is(err, cache.ErrInvalidEntry) {
+		t.Errorf("RecordSID with until now: got %v; want ErrInvalidEntry", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordSID(ctx, iss1, run+"z", clk.Now().Add(time.Hour)); !errors.Is(err, cache.ErrClosed) {
+		t.Errorf("RecordSID after Close: got %v; want ErrClosed", err)
+	}
 }
 
 func testSubscribe(t *testing.T, open Open) {
@@ -779,6 +834,35 @@ func RunDurable(t *testing.T, open Open) {
 	t.Run("ExpiredNotReloaded", func(t *testing.T) { testExpiredNotReloaded(t, open) })
 	t.Run("SweepPersists", func(t *testing.T) { testSweepPersists(t, open) })
 	t.Run("MergeAfterReopen", func(t *testing.T) { testMergeAfterReopen(t, open) })
+	t.Run("LiveSIDsReopen", func(t *testing.T) { testLiveSIDsReopen(t, open) })
+}
+
+func testLiveSIDsReopen(t *testing.T, open Open) {
+	cfg := durableConfig(t)
+	s, _ := newStore(t, open, cfg)
+	ctx := context.Background()
+	for i := range 50 {
+		if err := s.RecordSID(ctx, iss1, fmt.Sprintf("sid-%d", i), t0.Add(time.Duration(i+1)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("sid-1")) {
+		t.Error("the file holds a sid in clear")
+	}
+	r, _ := newStoreAt(t, open, cfg, t0.Add(25*time.Minute+time.Second))
+	for i := range 50 {
+		got, err := r.SIDLive(ctx, iss1, fmt.Sprintf("sid-%d", i))
+		if want := i >= 25; err != nil || got != want {
+			t.Errorf("sid-%d after reopen: got %v, %v; want %v", i, got, err, want)
+		}
+	}
 }
 
 func durableConfig(t *testing.T) cache.Config {
