@@ -386,6 +386,7 @@ func newEnv(t testing.TB, opt func(*Config)) *env {
 		Verifier:   e.v,
 		IDTokens:   e.v,
 		Sessions:   e.store,
+		LiveSIDs:   e.store,
 		HTTPClient: e.idp.Client(),
 		Now:        e.clock.Now,
 		Metrics:    e.reg,

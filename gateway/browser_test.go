@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -73,6 +75,38 @@ func TestBrowserLogin(t *testing.T) {
 	if got := res.Header.Get("Cache-Control"); got != "no-store" {
 		t.Errorf("callback Cache-Control: got %q; want no-store", got)
 	}
+}
+
+// TestLoginRecordsLiveSID: the login records (iss, sid), the record a
+// front-channel logout is checked against; a login whose sid cannot be
+// recorded is refused (that session could not be ended by one).
+func TestLoginRecordsLiveSID(t *testing.T) {
+	e := newEnv(t, nil)
+	if live, _ := e.store.SIDLive(t.Context(), e.idp.URL, "sid-1"); live {
+		t.Fatal("sid-1 live before any login")
+	}
+	if res := e.browser(t).login(e, "/app/"); res.StatusCode != http.StatusOK {
+		t.Fatalf("login: got %d %s", res.StatusCode, res.body)
+	}
+	if live, err := e.store.SIDLive(t.Context(), e.idp.URL, "sid-1"); !live || err != nil {
+		t.Errorf("after login: sid-1 live %v, %v; want true", live, err)
+	}
+	e.gw.liveSIDs = failingLiveSIDs{}
+	b := e.browser(t)
+	res := b.get(e.srv.URL+"/app/", nil)
+	res = b.get(res.Header.Get("Location"), nil)
+	if res = b.get(res.Header.Get("Location"), nil); res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("callback with the record failing: got %d; want 503", res.StatusCode)
+	}
+	if b.cookie(e, "/", DefaultCookieName) != "" {
+		t.Error("a session cookie was set although its sid was not recorded")
+	}
+}
+
+type failingLiveSIDs struct{}
+
+func (failingLiveSIDs) RecordSID(context.Context, string, string, time.Time) error {
+	return errors.New("disk full")
 }
 
 func TestSeveralTabsLogIn(t *testing.T) {

@@ -114,6 +114,13 @@ type SessionStore interface {
 	Subscribe(fn func(cache.Entry)) (cancel func())
 }
 
+// LiveSIDs records that a gateway session of issuer with IdP session id
+// sid lives until the time until. *cache.Store and *cache.Redis
+// implement it.
+type LiveSIDs interface {
+	RecordSID(ctx context.Context, issuer, sid string, until time.Time) error
+}
+
 // DefaultMaxAuthorizationBytes is the Authorization header limit used when
 // Config.MaxAuthorizationBytes is 0.
 const DefaultMaxAuthorizationBytes = 16 << 10
@@ -236,6 +243,10 @@ type Config struct {
 	// Sessions is the revocation store sessions are checked against. New
 	// requires it when a route uses browser or either auth.
 	Sessions SessionStore
+	// LiveSIDs records the IdP session (iss, sid) of every browser login,
+	// the record a front-channel logout is checked against. Nil means
+	// none is recorded.
+	LiveSIDs LiveSIDs
 	// HTTPClient calls the token endpoint and app logout URLs. Nil means a
 	// client of this package with a 10s timeout that follows no redirects
 	// (never http.DefaultClient).
@@ -688,4 +699,6 @@ func gatewayOwned(folded string) bool {
 var (
 	_ IDTokenVerifier = (*introspect.Verifier)(nil)
 	_ SessionStore    = (*cache.Store)(nil)
+	_ LiveSIDs        = (*cache.Store)(nil)
+	_ LiveSIDs        = (*cache.Redis)(nil)
 )

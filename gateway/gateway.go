@@ -45,6 +45,7 @@ type Gateway struct {
 	appSeal     *sealer
 	idTokens    IDTokenVerifier
 	sessions    SessionStore
+	liveSIDs    LiveSIDs
 	login       Login
 	redirectURI string
 	postLogout  []string // [0] is the default
@@ -224,7 +225,7 @@ func (g *Gateway) setupSessions(cfg Config) error {
 	if g.appSeal, err = newSealer(purposeApp, secrets); err != nil {
 		return err
 	}
-	g.idTokens, g.sessions = cfg.IDTokens, cfg.Sessions
+	g.idTokens, g.sessions, g.liveSIDs = cfg.IDTokens, cfg.Sessions, cfg.LiveSIDs
 	g.login = cfg.Login
 	g.login.Issuer = cmp.Or(g.login.Issuer, cfg.Session.Issuer)
 	if g.login.Scopes == nil {

@@ -261,6 +261,15 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 		plainError(w, http.StatusForbidden, "your sessions were ended moments ago; try again in a minute")
 		return
 	}
+	if s.SID != "" && g.liveSIDs != nil {
+		// A front-channel logout ends only a session whose sid is
+		// recorded: a session not recorded could not be ended that way.
+		if err := g.liveSIDs.RecordSID(r.Context(), s.Issuer, s.SID, s.ExpiresAt.Add(g.skew)); err != nil {
+			g.log.LogAttrs(r.Context(), slog.LevelError, "login: live sid not recorded", slog.String("session", logID(s.ID)), slog.String("error", err.Error()))
+			plainError(w, http.StatusServiceUnavailable, "login could not be completed; retry")
+			return
+		}
+	}
 	if !g.cookies.set(w, r, s, g.maxAge) {
 		plainError(w, http.StatusBadGateway, "the ID token is too large for a session cookie")
 		return

@@ -113,6 +113,11 @@ type Issuer struct {
 	// Off by default: a token without exp never expires, and replaying it
 	// is then bounded only by the jti replay cache.
 	InsecureLogoutTokenWithoutExp bool `yaml:"insecure_logout_token_without_exp"`
+	// FrontchannelLogout accepts this issuer's OpenID Connect
+	// Front-Channel Logout requests (which carry no proof of origin).
+	// Nil means true, as before the setting existed; set it false for an
+	// issuer that ends sessions by back-channel logout.
+	FrontchannelLogout *bool `yaml:"frontchannel_logout"`
 }
 
 // Validate reports every problem of i at once, each prefixed with its YAML

@@ -30,8 +30,13 @@ const defaultSessionMaxAge = 24 * time.Hour
 
 // Defaults of ReceiverConfig.
 const (
-	defaultRatePerSecond = 50
-	defaultBurst         = 500
+	defaultRatePerSecond       = 50
+	defaultBurst               = 500
+	defaultSourceRatePerSecond = 5
+	defaultSourceBurst         = 50
+	// maxSources bounds the client addresses the front-channel receiver
+	// keeps a bucket for (see sourceLimiter).
+	maxSources = 10_000
 )
 
 // maxReceiverIssuerLen bounds the issuers a receiver accepts: the
@@ -145,6 +150,15 @@ type Config struct {
 	// Receivers configures the back- and front-channel logout receivers;
 	// NewAdmin ignores it.
 	Receivers ReceiverConfig
+	// LiveSIDs knows the (issuer, sid) pairs of live gateway sessions;
+	// *cache.Store and *cache.Redis implement it. Required by
+	// NewFrontchannel, unused by the others.
+	LiveSIDs LiveSIDs
+	// FrontchannelOff lists the configured issuers whose front-channel
+	// logouts are refused (YAML issuers[].frontchannel_logout: false):
+	// those that end sessions by back-channel logout, which carries proof
+	// of origin. Nil means every issuer's are accepted.
+	FrontchannelOff []string
 	// Verifier verifies back-channel logout tokens; *introspect.Verifier
 	// implements it. Required by NewBackchannel, unused by the others.
 	Verifier LogoutTokenVerifier
@@ -236,6 +250,13 @@ type ReceiverConfig struct {
 	// Burst is how many logouts an issuer may have accepted at once above
 	// the sustained rate. 0 means 500.
 	Burst int `yaml:"burst"`
+	// SourceRatePerSecond is how many front-channel logout requests per
+	// second one client address (an IPv4 address, an IPv6 /64) may make,
+	// sustained, whatever their issuer and outcome. 0 means 5.
+	SourceRatePerSecond float64 `yaml:"source_rate_per_second"`
+	// SourceBurst is how many front-channel logout requests one client
+	// address may make at once above its sustained rate. 0 means 50.
+	SourceBurst int `yaml:"source_burst"`
 }
 
 // Validate reports every problem of c at once, each message starting with
@@ -248,6 +269,12 @@ func (c ReceiverConfig) Validate() error {
 	if c.Burst < 0 {
 		errs = append(errs, errors.New("burst: negative"))
 	}
+	if c.SourceRatePerSecond < 0 || math.IsNaN(c.SourceRatePerSecond) || math.IsInf(c.SourceRatePerSecond, 0) {
+		errs = append(errs, errors.New("source_rate_per_second: not a finite, non-negative number"))
+	}
+	if c.SourceBurst < 0 {
+		errs = append(errs, errors.New("source_burst: negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -258,6 +285,12 @@ func (c ReceiverConfig) withDefaults() ReceiverConfig {
 	}
 	if c.Burst == 0 {
 		c.Burst = defaultBurst
+	}
+	if c.SourceRatePerSecond == 0 {
+		c.SourceRatePerSecond = defaultSourceRatePerSecond
+	}
+	if c.SourceBurst == 0 {
+		c.SourceBurst = defaultSourceBurst
 	}
 	return c
 }

@@ -2,6 +2,7 @@ package logout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -22,6 +23,18 @@ const FrontchannelPath = "/oauth2/frontchannel-logout"
 // frontchannelPage is the whole body of a successful answer.
 const frontchannelPage = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Signed out</title></head><body>Signed out.</body></html>\n"
 
+// LiveSIDs knows which (issuer, sid) pairs belong to a live gateway
+// session: the gateway records each at login. SIDLive's error means it
+// could not tell.
+type LiveSIDs interface {
+	SIDLive(ctx context.Context, issuer, sid string) (bool, error)
+}
+
+var (
+	_ LiveSIDs = (*cache.Store)(nil)
+	_ LiveSIDs = (*cache.Redis)(nil)
+)
+
 // Frontchannel receives OpenID Connect Front-Channel Logout 1.0 requests:
 // GET /oauth2/frontchannel-logout?iss=...&sid=..., loaded by the OP in an
 // iframe of its logout page. It is safe for concurrent use.
@@ -32,8 +45,15 @@ const frontchannelPage = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><
 // session on every replica through the store anyway. The request carries
 // no proof that the OP sent it: anyone who knows a session's sid can end
 // that session (sids are unguessable and known only to the OP and the
-// session's own tokens), and the per-issuer rate limit bounds how many
-// entries forged requests can add to the store.
+// session's own tokens). So that forged requests cost nothing:
+//
+//   - only a sid of a live gateway session (LiveSIDs) is revoked; any other
+//     gets the same 200 page and stores nothing, writes no audit record
+//     and no log line;
+//   - every client address has its own rate limit, before anything else
+//     is looked at, and only live sids count against the issuer's limit,
+//     so made-up sids from anywhere cannot starve the OP's real logouts;
+//   - an issuer listed in Config.FrontchannelOff gets 404.
 //
 // Answers are iframe-friendly on purpose: no X-Frame-Options and no CSP
 // frame-ancestors (the OP's page must be able to frame it, §2), but
@@ -42,37 +62,63 @@ const frontchannelPage = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><
 // the no-cache headers §2 recommends.
 type Frontchannel struct {
 	store     Store
+	live      LiveSIDs
+	off       map[string]bool
 	retention retention
 	limits    *limiter
+	sources   *sourceLimiter
 	now       func() time.Time
 	log       *slog.Logger
 	results   *prometheus.CounterVec
 }
 
 // NewFrontchannel validates the fields of cfg it uses (all but Admin,
-// Verifier and Replays; at least one issuer in Lifetimes), applies the
-// defaults and registers oidcgate_frontchannel_logout_total{result}.
+// Verifier and Replays; at least one issuer in Lifetimes; LiveSIDs), applies
+// the defaults and registers oidcgate_frontchannel_logout_total{result}.
 func NewFrontchannel(cfg Config) (*Frontchannel, error) {
-	if err := cfg.validateReceiver(false); err != nil {
+	err := cfg.validateReceiver(false)
+	var errs []error
+	if cfg.LiveSIDs == nil {
+		errs = append(errs, errors.New("live_sids: required"))
+	}
+	off := make(map[string]bool, len(cfg.FrontchannelOff))
+	for i, iss := range cfg.FrontchannelOff {
+		if _, ok := cfg.Lifetimes[iss]; !ok {
+			errs = append(errs, fmt.Errorf("frontchannel_off[%d]: not a configured issuer", i))
+		}
+		off[iss] = true
+	}
+	if err := errors.Join(append([]error{err}, errs...)...); err != nil {
 		return nil, fmt.Errorf("logout: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	rc := cfg.Receivers.withDefaults()
 	results, err := resultCounter(cfg.Metrics, "oidcgate_frontchannel_logout_total",
-		"Front-channel logout requests, by result (ok, invalid, rate_limited, error).",
-		resultOK, resultInvalid, resultRateLimited, resultError)
+		"Front-channel logout requests, by result (ok, unknown_sid, invalid, off, rate_limited, error).",
+		resultOK, resultUnknownSID, resultInvalid, resultOff, resultRateLimited, resultError)
 	if err != nil {
 		return nil, err
 	}
 	return &Frontchannel{
 		store:     cfg.Store,
+		live:      cfg.LiveSIDs,
+		off:       off,
 		retention: cfg.retention(),
 		limits:    newLimiter(slices.Collect(maps.Keys(cfg.Lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Now),
+		sources:   newSourceLimiter(rc.SourceRatePerSecond, rc.SourceBurst, maxSources, cfg.Now),
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		results:   results,
 	}, nil
 }
+
+// Results of a front-channel logout request besides the shared ones.
+const (
+	// resultUnknownSID: the sid is no live session's; nothing stored.
+	resultUnknownSID = "unknown_sid"
+	// resultOff: front-channel logout is off for the issuer.
+	resultOff = "off"
+)
 
 // ServeHTTP handles one front-channel logout request.
 func (f *Frontchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -81,6 +127,13 @@ func (f *Frontchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// 405 MUST list the allowed methods.
 		w.Header().Set("Allow", http.MethodGet)
 		f.text(w, r, http.StatusMethodNotAllowed, resultInvalid, "method must be GET")
+		return
+	}
+	// Every request counts against its client address, whatever it asks,
+	// before anything is looked up.
+	if ok, wait := f.sources.allow(sourceOf(r.RemoteAddr)); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		f.text(w, r, http.StatusTooManyRequests, resultRateLimited, "too many logouts from this address; retry later")
 		return
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
@@ -106,6 +159,26 @@ func (f *Frontchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	attrs := []slog.Attr{slog.String("issuer", iss[0]), slog.String("sid_sha256", digestPrefix(sid[0]))}
+	if f.off[iss[0]] {
+		f.text(w, r, http.StatusNotFound, resultOff, "front-channel logout is off for this issuer")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
+	defer cancel()
+	switch live, err := f.live.SIDLive(ctx, iss[0], sid[0]); {
+	case err != nil:
+		// Cannot tell (the shared store is away): revoke, as before the
+		// live-sid record existed; the rate limits still bound it. A
+		// logout is never dropped because of an outage.
+		f.log.LogAttrs(r.Context(), slog.LevelWarn, "front-channel logout: live sids unknown; revoking", append(attrs, slog.Any("error", err))...)
+	case !live:
+		// No session of this gateway has this sid: there is nothing to
+		// end (§2: the RP clears its own login state). Nothing is stored
+		// or logged, so forged requests fill no disk.
+		f.results.WithLabelValues(resultUnknownSID).Inc()
+		f.page(w)
+		return
+	}
 	if ok, wait := f.limits.allow(iss[0]); !ok {
 		f.log.LogAttrs(r.Context(), slog.LevelWarn, "front-channel logout rate limited", attrs...)
 		w.Header().Set("Retry-After", retryAfter(wait))
@@ -121,8 +194,6 @@ func (f *Frontchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Initiator: "frontchannel:" + iss[0],
 	}
 	e.ExpiresAt = f.retention.expiresAt(e)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
-	defer cancel()
 	if _, err := f.store.Revoke(ctx, e); err != nil {
 		f.log.LogAttrs(r.Context(), slog.LevelError, "front-channel logout not stored", append(attrs, slog.Any("error", err))...)
 		w.Header().Set("Retry-After", retryAfterUnavailable)
@@ -132,6 +203,11 @@ func (f *Frontchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The entry is durable (Store.Revoke returned nil): only now the 200.
 	f.results.WithLabelValues(resultOK).Inc()
 	f.log.LogAttrs(r.Context(), slog.LevelInfo, "front-channel logout stored", attrs...)
+	f.page(w)
+}
+
+// page answers 200 with the signed-out page.
+func (f *Frontchannel) page(w http.ResponseWriter) {
 	pageHeaders(w.Header(), "text/html; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(frontchannelPage))

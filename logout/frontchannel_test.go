@@ -1,6 +1,7 @@
 package logout
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -35,8 +36,20 @@ func (f *rxFixture) get(t *testing.T, method, query string, want *cache.Credenti
 	return w
 }
 
+// live records (iss, sid) as a live gateway session, as the gateway does
+// at login.
+func (f *rxFixture) live(t *testing.T, iss string, sids ...string) {
+	t.Helper()
+	for _, sid := range sids {
+		if err := f.store.RecordSID(t.Context(), iss, sid, t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestFrontchannel(t *testing.T) {
 	f := newRxFixture(t, rxOptions{})
+	f.live(t, f.strict, "sid-1", "sid-2")
 	victim := &cache.Credential{Issuer: f.strict, SID: "sid-1", Sub: "alice", IssuedAt: t0.Add(-time.Minute)}
 	w := f.get(t, http.MethodGet, url.Values{"iss": {f.strict}, "sid": {"sid-1"}, "x": {"ignored"}}.Encode(), victim)
 	if w.Code != http.StatusOK {
@@ -117,6 +130,7 @@ func TestFrontchannelRateLimitAndFailure(t *testing.T) {
 		c.Store = flaky
 		c.Receivers = ReceiverConfig{RatePerSecond: 0.5, Burst: 1}
 	}})
+	f.live(t, f.strict, "a", "b")
 	q := func(sid string) string { return url.Values{"iss": {f.strict}, "sid": {sid}}.Encode() }
 	if w := f.get(t, http.MethodGet, q("a"), nil); w.Code != http.StatusOK {
 		t.Fatalf("a: got %d; want 200", w.Code)
@@ -137,5 +151,124 @@ func TestFrontchannelRateLimitAndFailure(t *testing.T) {
 		if got := counterValue(t, f.reg, "oidcgate_frontchannel_logout_total", result); got != want {
 			t.Errorf("%s counter: got %v; want %v", result, got, want)
 		}
+	}
+}
+
+// TestFrontchannelFlood: 10,000 forged requests with made-up sids, from
+// one address and from many, store nothing, write no log line, and leave
+// the OP's real logouts working (issue 20, item 3).
+func TestFrontchannelFlood(t *testing.T) {
+	f := newRxFixture(t, rxOptions{mod: func(c *Config) {
+		c.Receivers = ReceiverConfig{RatePerSecond: 1, Burst: 5}
+	}})
+	f.live(t, f.strict, "real-1", "real-2")
+	logsBefore := f.logs.Len()
+	send := func(addr, sid string) int {
+		r := httptest.NewRequest(http.MethodGet, FrontchannelPath+"?"+url.Values{"iss": {f.strict}, "sid": {sid}}.Encode(), nil)
+		r.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		f.fc.ServeHTTP(w, r)
+		return w.Code
+	}
+	codes := map[int]int{}
+	for i := range 10_000 {
+		// Half from one address, half from 5,000 addresses (IPv4 and
+		// IPv6 hosts in distinct /64s).
+		addr := "198.51.100.7:4242"
+		if i%2 == 1 {
+			addr = fmt.Sprintf("[2001:db8:%x:%x::1]:443", i/256, i%256)
+			if i%4 == 1 {
+				addr = fmt.Sprintf("10.%d.%d.%d:80", i/65536, (i/256)%256, i%256)
+			}
+		}
+		codes[send(addr, fmt.Sprintf("made-up-%d-%s", i, strings.Repeat("x", 1000)))]++
+	}
+	if codes[http.StatusOK]+codes[http.StatusTooManyRequests] != 10_000 {
+		t.Fatalf("answers: %v; want only 200 and 429", codes)
+	}
+	if codes[http.StatusTooManyRequests] == 0 {
+		t.Errorf("answers: %v; want the one busy address limited", codes)
+	}
+	if n := f.store.Len(); n != 0 {
+		t.Errorf("store: %d entries after the flood; want 0", n)
+	}
+	if got := counterValue(t, f.reg, "oidcgate_frontchannel_logout_total", resultUnknownSID); got != float64(codes[http.StatusOK]) {
+		t.Errorf("unknown_sid counter: got %v; want %d", got, codes[http.StatusOK])
+	}
+	if f.logs.Len() != logsBefore {
+		t.Errorf("the flood wrote log lines: %s", f.logs.String()[logsBefore:])
+	}
+	// The OP's real logouts, from a user's browser, still work: the
+	// issuer's bucket was never touched by made-up sids.
+	for _, sid := range []string{"real-1", "real-2"} {
+		if code := send("203.0.113.9:5555", sid); code != http.StatusOK {
+			t.Fatalf("real logout %s: got %d; want 200", sid, code)
+		}
+		if !f.store.IsRevoked(&cache.Credential{Issuer: f.strict, SID: sid}) {
+			t.Errorf("real logout %s: not revoked", sid)
+		}
+	}
+	// Even from the flooding address once its bucket has refilled.
+	f.live(t, f.strict, "real-3")
+	f.clock.Add(time.Minute)
+	if code := send("198.51.100.7:4242", "real-3"); code != http.StatusOK || !f.store.IsRevoked(&cache.Credential{Issuer: f.strict, SID: "real-3"}) {
+		t.Errorf("real logout from the flooding address after a minute: got %d; want 200 and revoked", code)
+	}
+}
+
+func TestFrontchannelSourceLimit(t *testing.T) {
+	f := newRxFixture(t, rxOptions{path: "-", mod: func(c *Config) {
+		c.Receivers = ReceiverConfig{SourceRatePerSecond: 1, SourceBurst: 2}
+	}})
+	send := func(addr string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, FrontchannelPath+"?iss="+url.QueryEscape(f.strict)+"&sid=x", nil)
+		r.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		f.fc.ServeHTTP(w, r)
+		return w
+	}
+	for i, tt := range []struct {
+		addr string
+		want int
+	}{
+		{"192.0.2.1:1", 200}, {"192.0.2.1:2", 200}, {"192.0.2.1:3", 429},
+		{"192.0.2.2:1", 200},                                                         // another IPv4 host
+		{"[2001:db8::1]:1", 200}, {"[2001:db8::2]:1", 200}, {"[2001:db8::3]:1", 429}, // one /64
+		{"[2001:db8:0:1::1]:1", 200},  // the next /64
+		{"[::ffff:192.0.2.1]:4", 429}, // IPv4-mapped is the same host
+	} {
+		w := send(tt.addr)
+		if w.Code != tt.want {
+			t.Errorf("request %d from %s: got %d; want %d", i, tt.addr, w.Code, tt.want)
+		}
+		if tt.want == 429 && w.Header().Get("Retry-After") != "1" {
+			t.Errorf("request %d: Retry-After %q; want 1", i, w.Header().Get("Retry-After"))
+		}
+	}
+	f.clock.Add(time.Second)
+	if w := send("192.0.2.1:9"); w.Code != 200 {
+		t.Errorf("after a second: got %d; want 200", w.Code)
+	}
+}
+
+func TestFrontchannelOff(t *testing.T) {
+	f := newRxFixture(t, rxOptions{path: "-", mod: func(c *Config) { c.FrontchannelOff = []string{fixedIssuerBase + hydraPath} }})
+	f.live(t, f.hydra, "h-1")
+	f.live(t, f.strict, "s-1")
+	if w := f.get(t, http.MethodGet, url.Values{"iss": {f.hydra}, "sid": {"h-1"}}.Encode(), nil); w.Code != http.StatusNotFound {
+		t.Errorf("issuer with front-channel off: got %d; want 404", w.Code)
+	}
+	if f.store.Len() != 0 {
+		t.Error("an issuer with front-channel off revoked a session")
+	}
+	if w := f.get(t, http.MethodGet, url.Values{"iss": {f.strict}, "sid": {"s-1"}}.Encode(), nil); w.Code != http.StatusOK || f.store.Len() != 1 {
+		t.Errorf("other issuer: got %d, %d entries; want 200, 1", w.Code, f.store.Len())
+	}
+	_, err := NewFrontchannel(Config{Lifetimes: map[string]time.Duration{f.strict: time.Hour}, Store: f.store, LiveSIDs: f.store, FrontchannelOff: []string{"https://nope"}})
+	if err == nil || !strings.Contains(err.Error(), "frontchannel_off[0]: not a configured issuer") {
+		t.Errorf("unknown issuer in FrontchannelOff: got %v", err)
+	}
+	if _, err := NewFrontchannel(Config{Lifetimes: map[string]time.Duration{f.strict: time.Hour}, Store: f.store}); err == nil || !strings.Contains(err.Error(), "live_sids: required") {
+		t.Errorf("no LiveSIDs: got %v", err)
 	}
 }

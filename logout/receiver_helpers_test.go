@@ -153,6 +153,7 @@ func newRxFixture(tb testing.TB, o rxOptions) *rxFixture {
 		Store:     s,
 		Verifier:  v,
 		Replays:   s,
+		LiveSIDs:  s,
 		Now:       f.clock.Now,
 		Logger:    slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:   f.reg,

@@ -40,6 +40,8 @@ type revocationStore interface {
 	Len() int
 	Subscribe(fn func(cache.Entry)) (cancel func())
 	FirstSeen(ctx context.Context, key string, until time.Time) (bool, error)
+	logout.LiveSIDs
+	gateway.LiveSIDs
 	Run(ctx context.Context) error
 	Close() error
 }
@@ -119,6 +121,7 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		Verifier:    a.verifier,
 		IDTokens:    a.verifier,
 		Sessions:    revoker,
+		LiveSIDs:    a.store,
 		Logger:      log,
 		Metrics:     reg,
 
@@ -128,19 +131,25 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	lifetimes := make(map[string]time.Duration, len(cfg.Issuers))
+	var frontchannelOff []string
 	for _, iss := range cfg.Issuers {
 		lifetimes[iss.Issuer] = iss.MaxTokenLifetime
+		if iss.FrontchannelLogout != nil && !*iss.FrontchannelLogout {
+			frontchannelOff = append(frontchannelOff, iss.Issuer)
+		}
 	}
 	lcfg := logout.Config{
-		Admin:         cfg.Admin,
-		Lifetimes:     lifetimes,
-		SessionMaxAge: cfg.Session.MaxAge,
-		ClockSkew:     *cfg.ClockSkew,
-		Store:         revoker,
-		Verifier:      a.verifier,
-		Replays:       a.store,
-		Logger:        log,
-		Metrics:       reg,
+		Admin:           cfg.Admin,
+		FrontchannelOff: frontchannelOff,
+		Lifetimes:       lifetimes,
+		SessionMaxAge:   cfg.Session.MaxAge,
+		ClockSkew:       *cfg.ClockSkew,
+		Store:           revoker,
+		Verifier:        a.verifier,
+		Replays:         a.store,
+		LiveSIDs:        a.store,
+		Logger:          log,
+		Metrics:         reg,
 	}
 	admin, err := logout.NewAdmin(lcfg)
 	if err != nil {
@@ -162,7 +171,11 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	// for every other /oauth2/ path.
 	public := http.NewServeMux()
 	public.Handle(logout.BackchannelPath, backchannel)
-	public.Handle(logout.FrontchannelPath, frontchannel)
+	if len(frontchannelOff) < len(cfg.Issuers) {
+		// With front-channel logout off for every issuer the path is
+		// not mounted: 404 like any unknown /oauth2/ path.
+		public.Handle(logout.FrontchannelPath, frontchannel)
+	}
 	if ssf != nil && cfg.SSF.Public {
 		public.Handle(logout.SSFPath, ssf)
 	}
