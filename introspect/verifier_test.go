@@ -229,7 +229,7 @@ func TestVerifyRefusesOtherKindsOfJWT(t *testing.T) {
 	}
 	// A logout token with sub and exp (Back-Channel Logout 1.0 §2.4).
 	logoutToken := map[string]any{
-		"iss": hydraIssuer, "sub": "alice", "aud": []string{"other-rp"}, "sid": "sid-1", "jti": "lt-1",
+		"iss": hydraIssuer, "sub": "alice", "aud": []string{"other-rp"}, "sid": "sid-1", "jti": "lt-1", "client_id": "other-rp",
 		"exp": t0.Add(2 * time.Minute).Unix(), "iat": t0.Add(-10 * time.Second).Unix(),
 		"events": map[string]any{backchannelLogoutEvent: map[string]any{}},
 	}
