@@ -78,6 +78,38 @@ type Transmitter struct {
 	// without it is refused. "" means the SET's signature is the only
 	// authentication.
 	AuthorizationHeader Secret `yaml:"authorization_header"`
+	// Issuers are the configured OIDC issuers (issuers[].issuer) whose
+	// users and sessions this transmitter's events may revoke; an event
+	// naming another configured issuer is refused with access_denied.
+	// Empty means the configured issuer whose issuer is this
+	// transmitter's own (an IdP signalling about its own users); a
+	// transmitter that is not a configured issuer must list them.
+	Issuers []string `yaml:"issuers"`
+}
+
+// AllowedIssuers returns the issuers among configured whose users t may
+// revoke (see Transmitter.Issuers), or every problem, each prefixed with
+// its YAML key relative to the transmitter entry.
+func (t Transmitter) AllowedIssuers(configured []string) ([]string, error) {
+	if len(t.Issuers) == 0 {
+		if slices.Contains(configured, t.Issuer) {
+			return []string{t.Issuer}, nil
+		}
+		return nil, errors.New("issuers: required: the transmitter is not a configured issuer; list the issuers whose users it may revoke")
+	}
+	var errs []error
+	for i, iss := range t.Issuers {
+		switch {
+		case !slices.Contains(configured, iss):
+			errs = append(errs, fmt.Errorf("issuers[%d]: not a configured issuer", i))
+		case slices.Index(t.Issuers, iss) < i:
+			errs = append(errs, fmt.Errorf("issuers[%d]: duplicate of issuers[%d]", i, slices.Index(t.Issuers, iss)))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return slices.Clone(t.Issuers), nil
 }
 
 // problems lists every problem of t, each prefixed with its YAML key.

@@ -52,6 +52,9 @@ const maxSETBody = 64 << 10
 // introspect.SETError.
 const (
 	setAuthenticationFailed = "authentication_failed"
+	// setAccessDenied: the transmitter is not authorised for what the
+	// SET asks (here: revoking another issuer's users).
+	setAccessDenied = "access_denied"
 	// setUnavailable is not an RFC 8935 code: it goes with a 503, a
 	// general HTTP error condition (§2.3), never with a 400.
 	setUnavailable = "temporarily_unavailable"
@@ -103,19 +106,23 @@ var eventLabels = map[string]string{
 // The user's issuer: an iss_sub subject names it (an issuer that is not
 // configured makes the event change nothing, logged, answered 202); an
 // email or opaque subject is revoked as kind sub with the email address
-// or id as value under every configured issuer, which revokes the tokens
+// or id as value under every issuer the transmitter may revoke, which revokes the tokens
 // whose sub is that value. A complex subject's opaque session id is a sid
-// of the user's iss_sub issuer, or of every configured issuer.
+// of the user's iss_sub issuer, or of every issuer the transmitter may revoke. An event naming
+// a configured issuer the transmitter may not revoke (introspect.Transmitter.Issuers)
+// is refused with access_denied.
 type SSF struct {
 	verifier  SETVerifier
 	replays   Replays
 	store     Store
 	retention retention
-	issuers   []string
-	limits    *limiter
-	now       func() time.Time
-	log       *slog.Logger
-	events    *prometheus.CounterVec
+	// allowed maps each transmitter to the issuers whose users it may
+	// revoke (introspect.Transmitter.Issuers).
+	allowed map[string][]string
+	limits  *limiter
+	now     func() time.Time
+	log     *slog.Logger
+	events  *prometheus.CounterVec
 }
 
 // NewSSF validates the fields of cfg it uses (all but Admin; at least one
@@ -150,15 +157,25 @@ func NewSSF(cfg Config) (*SSF, error) {
 		events.WithLabelValues(e, resultOK)
 	}
 	var transmitters []string
-	for _, t := range cfg.SETs.Transmitters() {
+	allowed := make(map[string][]string)
+	configured := slices.Sorted(maps.Keys(cfg.Lifetimes))
+	for i, t := range cfg.SETs.Transmitters() {
 		transmitters = append(transmitters, t.Issuer)
+		a, err := t.AllowedIssuers(configured)
+		if err != nil {
+			errs = append(errs, prefixed(fmt.Sprintf("sets.transmitters[%d].", i), err)...)
+		}
+		allowed[t.Issuer] = a
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("logout: %w", err)
 	}
 	return &SSF{
 		verifier:  cfg.SETs,
 		replays:   cfg.Replays,
 		store:     cfg.Store,
 		retention: cfg.retention(),
-		issuers:   slices.Sorted(maps.Keys(cfg.Lifetimes)),
+		allowed:   allowed,
 		limits:    newLimiter(transmitters, rc.RatePerSecond, rc.Burst, cfg.Now),
 		now:       cfg.Now,
 		log:       cfg.Logger,
@@ -216,7 +233,14 @@ func (s *SSF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("event", set.EventType),
 		slog.String("subject_format", set.Subject.Format),
 	}
-	entries, skipped := s.plan(set)
+	entries, skipped, denied := s.plan(set)
+	if denied != "" {
+		// The transmitter may not revoke this issuer's users (issue 20):
+		// refused, so that it learns its event did nothing. RFC 8935
+		// §2.4: access_denied.
+		s.refuse(w, r, event, setAccessDenied, "the transmitter may not revoke users of "+denied, attrs)
+		return
+	}
 	if len(entries) == 0 {
 		// Unknown events, and subjects of no configured issuer: accepted
 		// (the transmitter did nothing wrong) and changed nothing.
@@ -303,31 +327,38 @@ func ssfReplayKey(transmitter, jti string) string {
 }
 
 // plan returns the entries set revokes; none, with the reason, when it
-// revokes nothing.
-func (s *SSF) plan(set *introspect.SET) ([]cache.Entry, string) {
+// revokes nothing; or, in denied, a configured issuer the event names
+// whose users its transmitter may not revoke.
+func (s *SSF) plan(set *introspect.SET) (entries []cache.Entry, skipped, denied string) {
 	now := s.now().UTC()
 	user, session := splitSubject(set.Subject)
+	allowed := s.allowed[set.Transmitter.Issuer]
 	var targets []target
 	switch set.EventType {
 	case introspect.EventSessionRevoked:
 		if session != nil {
-			targets = s.sessionTargets(session, user)
+			targets = s.sessionTargets(session, user, allowed)
 		} else {
-			targets = s.userTargets(user)
+			targets = s.userTargets(user, allowed)
 		}
 	case introspect.EventCredentialChange, introspect.EventAccountDisabled, introspect.EventAccountPurged, introspect.EventCredentialCompromise:
 		// The subject's every credential; a subject that is only a
 		// session loses that session.
 		if user != nil {
-			targets = s.userTargets(user)
+			targets = s.userTargets(user, allowed)
 		} else {
-			targets = s.sessionTargets(session, nil)
+			targets = s.sessionTargets(session, nil, allowed)
 		}
 	default:
-		return nil, "event type not acted on"
+		return nil, "event type not acted on", ""
+	}
+	for _, t := range targets {
+		if !slices.Contains(allowed, t.issuer) {
+			return nil, "", t.issuer
+		}
 	}
 	if len(targets) == 0 {
-		return nil, "subject of no configured issuer"
+		return nil, "subject of no configured issuer", ""
 	}
 	// The event's time (event_timestamp, else the SET's iat): credentials
 	// issued before it are the ones to revoke (CAEP 1.0 credential-change
@@ -343,7 +374,7 @@ func (s *SSF) plan(set *introspect.SET) ([]cache.Entry, string) {
 		revokedAt = now
 	}
 	initiator := "ssf:" + set.Transmitter.Issuer + " jti_sha256:" + digestPrefix(set.JTI)
-	entries := make([]cache.Entry, 0, len(targets))
+	entries = make([]cache.Entry, 0, len(targets))
 	for _, t := range targets {
 		e := cache.Entry{Issuer: t.issuer, Kind: t.kind, Value: t.value, RevokedAt: revokedAt, Reason: ssfReason, Initiator: initiator}
 		e.ExpiresAt = s.retention.expiresAt(e)
@@ -354,9 +385,9 @@ func (s *SSF) plan(set *introspect.SET) ([]cache.Entry, string) {
 		entries = append(entries, e)
 	}
 	if len(entries) == 0 {
-		return nil, "event older than every credential it could revoke"
+		return nil, "event older than every credential it could revoke", ""
 	}
-	return entries, ""
+	return entries, "", ""
 }
 
 // target is one (issuer, kind, value) an event revokes.
@@ -377,20 +408,20 @@ func splitSubject(sub introspect.SubjectID) (user, session *introspect.SubjectID
 
 // userTargets are kind sub entries for user: under its iss_sub issuer
 // when that is configured, else (email, opaque) under every issuer.
-func (s *SSF) userTargets(user *introspect.SubjectID) []target {
+func (s *SSF) userTargets(user *introspect.SubjectID, allowed []string) []target {
 	if user.Format == introspect.FormatIssSub {
 		if _, ok := s.retention.lifetimes[user.Issuer]; !ok {
 			return nil
 		}
 		return []target{{user.Issuer, cache.KindSub, user.Subject}}
 	}
-	return s.everyIssuer(cache.KindSub, subjectValue(user))
+	return everyIssuer(allowed, cache.KindSub, subjectValue(user))
 }
 
 // sessionTargets are kind sid entries for session: an iss_sub session
 // names its issuer and sid; another format's id is a sid of the user's
-// iss_sub issuer, or of every configured issuer.
-func (s *SSF) sessionTargets(session, user *introspect.SubjectID) []target {
+// iss_sub issuer, or of every issuer of allowed.
+func (s *SSF) sessionTargets(session, user *introspect.SubjectID, allowed []string) []target {
 	if session.Format == introspect.FormatIssSub {
 		if _, ok := s.retention.lifetimes[session.Issuer]; !ok {
 			return nil
@@ -403,12 +434,13 @@ func (s *SSF) sessionTargets(session, user *introspect.SubjectID) []target {
 		}
 		return []target{{user.Issuer, cache.KindSID, subjectValue(session)}}
 	}
-	return s.everyIssuer(cache.KindSID, subjectValue(session))
+	return everyIssuer(allowed, cache.KindSID, subjectValue(session))
 }
 
-func (s *SSF) everyIssuer(kind cache.Kind, value string) []target {
-	out := make([]target, 0, len(s.issuers))
-	for _, iss := range s.issuers {
+// everyIssuer is (iss, kind, value) for every issuer of issuers.
+func everyIssuer(issuers []string, kind cache.Kind, value string) []target {
+	out := make([]target, 0, len(issuers))
+	for _, iss := range issuers {
 		out = append(out, target{iss, kind, value})
 	}
 	return out

@@ -52,7 +52,9 @@ type ssfFixture struct {
 type ssfOptions struct {
 	path string // "" a bbolt file in t.TempDir(), "-" memory
 	auth introspect.Secret
-	mod  func(*Config)
+	// issuers is the transmitter's allow-list; nil means issA and issB.
+	issuers []string
+	mod     func(*Config)
 }
 
 // loadRSA reads a committed RSA test key of the introspect package.
@@ -75,6 +77,9 @@ func loadRSA(tb testing.TB, name string) *rsa.PrivateKey {
 
 func newSSFFixture(tb testing.TB, o ssfOptions) *ssfFixture {
 	tb.Helper()
+	if o.issuers == nil {
+		o.issuers = []string{issA, issB}
+	}
 	f := &ssfFixture{key: loadRSA(tb, "rsa1"), other: loadRSA(tb, "rsa2"), clock: &testClock{t: t0}, reg: prometheus.NewRegistry(), logs: new(bytes.Buffer)}
 	pub, err := jwk.Import(&f.key.PublicKey)
 	if err != nil {
@@ -117,7 +122,7 @@ func newSSFFixture(tb testing.TB, o ssfOptions) *ssfFixture {
 	f.store = s
 
 	v, err := introspect.NewSETVerifier(introspect.SETConfig{
-		Transmitters:           []introspect.Transmitter{{Issuer: transmitter, JWKSURI: srv.URL, Audience: ssfAudience, AuthorizationHeader: o.auth}},
+		Transmitters:           []introspect.Transmitter{{Issuer: transmitter, JWKSURI: srv.URL, Audience: ssfAudience, AuthorizationHeader: o.auth, Issuers: o.issuers}},
 		ClockSkew:              skew,
 		Now:                    f.clock.Now,
 		JWKSMinRefetchInterval: time.Nanosecond,
@@ -617,5 +622,83 @@ func TestSSFRetryAfterFailureElsewhere(t *testing.T) {
 	}
 	if got := ssfCounter(t, f.reg, "account_disabled", resultReplayed); got != 1 {
 		t.Errorf("replayed counter: got %v; want 1", got)
+	}
+}
+
+// TestSSFIssuerAllowList: a transmitter revokes only the users of the
+// issuers it is allowed (issue 20, item 10); an event naming another
+// configured issuer is refused with access_denied and stores nothing.
+func TestSSFIssuerAllowList(t *testing.T) {
+	const event = introspect.EventAccountDisabled
+	subB := map[string]any{"format": "iss_sub", "iss": issB, "sub": "bob"}
+	tests := []struct {
+		name    string
+		sub     map[string]any
+		status  int
+		wantErr string
+		want    []want
+	}{
+		{"user of the allowed issuer", subIssSub, http.StatusAccepted, "", []want{{issA, cache.KindSub, "alice", t0.Add(-5 * time.Second)}}},
+		{"user of another configured issuer", subB, http.StatusBadRequest, "access_denied", nil},
+		{"session of another configured issuer", map[string]any{"format": "complex", "session": subB}, http.StatusBadRequest, "access_denied", nil},
+		{"complex subject: user of another issuer, opaque session", map[string]any{"format": "complex", "user": subB, "session": map[string]any{"format": "opaque", "id": "s"}}, http.StatusBadRequest, "access_denied", nil},
+		{"email: revoked under the allowed issuer only", subEmail, http.StatusAccepted, "", []want{{issA, cache.KindSub, "alice@example.com", t0.Add(-5 * time.Second)}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newSSFFixture(t, ssfOptions{path: "-", issuers: []string{issA}})
+			w := f.push(t, ssfRequest(setType, f.set(t, setClaims(event, tt.sub)), ""))
+			if w.Code != tt.status {
+				t.Fatalf("got %d %s; want %d", w.Code, w.Body, tt.status)
+			}
+			if tt.wantErr != "" {
+				var body setErrorBody
+				if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Err != tt.wantErr || w.Header().Get("Content-Type") != "application/json" {
+					t.Errorf("body %s (%s): want {\"err\":%q}", w.Body, w.Header().Get("Content-Type"), tt.wantErr)
+				}
+				if strings.Contains(w.Body.String(), "bob") {
+					t.Errorf("body quotes the subject: %s", w.Body)
+				}
+			}
+			got := f.entries(t)
+			if len(got) != len(tt.want) {
+				t.Fatalf("entries: got %+v; want %+v", got, tt.want)
+			}
+			for i, e := range got {
+				if w := tt.want[i]; e.Issuer != w.iss || e.Kind != w.kind || e.Value != w.value || !e.RevokedAt.Equal(w.at) {
+					t.Errorf("entry %d: got %+v; want %+v", i, e, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSSFIssuerAllowListConfig(t *testing.T) {
+	configured := []string{issA, issB}
+	tests := []struct {
+		name string
+		t    introspect.Transmitter
+		want []string
+		err  string
+	}{
+		{"transmitter is a configured issuer", introspect.Transmitter{Issuer: issA}, []string{issA}, ""},
+		{"listed", introspect.Transmitter{Issuer: transmitter, Issuers: []string{issB}}, []string{issB}, ""},
+		{"third party without a list", introspect.Transmitter{Issuer: transmitter}, nil, "issuers: required"},
+		{"unknown issuer listed", introspect.Transmitter{Issuer: transmitter, Issuers: []string{issA, "https://nope"}}, nil, "issuers[1]: not a configured issuer"},
+		{"duplicate", introspect.Transmitter{Issuer: transmitter, Issuers: []string{issA, issA}}, nil, "issuers[1]: duplicate of issuers[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.t.AllowedIssuers(configured)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("got %v; want an error with %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
 	}
 }

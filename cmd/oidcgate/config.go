@@ -412,6 +412,14 @@ func (c *Config) Validate() error {
 	add("", introspect.ServerConfig{Clients: c.IntrospectionClients}.Validate())
 	if len(c.SSF.Transmitters) > 0 || c.SSF.Public {
 		add("ssf", introspect.SETConfig{Transmitters: c.SSF.Transmitters}.Validate())
+		configured := make([]string, 0, len(c.Issuers))
+		for _, is := range c.Issuers {
+			configured = append(configured, is.Issuer)
+		}
+		for i, t := range c.SSF.Transmitters {
+			_, err := t.AllowedIssuers(configured)
+			add(fmt.Sprintf("ssf.transmitters[%d]", i), err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -175,7 +175,7 @@ func TestParseConfigUnknownKeys(t *testing.T) {
 }
 
 func TestParseConfigSSF(t *testing.T) {
-	text := configText("ssf:\n  public: true\n  transmitters:\n    - {issuer: https://ssf.example.com, jwks_uri: https://ssf.example.com/jwks, audience: gw, authorization_header: '${SSF_AUTH}'}\n", "", "")
+	text := configText("ssf:\n  public: true\n  transmitters:\n    - {issuer: https://ssf.example.com, jwks_uri: https://ssf.example.com/jwks, audience: gw, authorization_header: '${SSF_AUTH}', issuers: [https://idp.example.com]}\n", "", "")
 	env := map[string]string{"ADMIN_TOKEN": defaultEnv["ADMIN_TOKEN"], "SSF_AUTH": "Bearer push-secret"}
 	cfg, err := parseConfig([]byte(text), envOf(env))
 	if err != nil {
@@ -184,13 +184,15 @@ func TestParseConfigSSF(t *testing.T) {
 	if tr := cfg.SSF.Transmitters; !cfg.SSF.Public || len(tr) != 1 || tr[0].Audience != "gw" || string(tr[0].AuthorizationHeader) != "Bearer push-secret" {
 		t.Errorf("got %+v; want the public transmitter with the expanded header", cfg.SSF)
 	}
-	bad := configText("ssf:\n  transmitters:\n    - {issuer: http://ssf.example.com, audience: gw}\n    - {issuer: http://ssf.example.com, jwks_uri: https://x/jwks, audience: gw, authorisation: x}\n", "", "")
+	bad := configText("ssf:\n  transmitters:\n    - {issuer: http://ssf.example.com, audience: gw}\n    - {issuer: http://ssf.example.com, jwks_uri: https://x/jwks, audience: gw, authorisation: x}\n    - {issuer: https://t.example.com, jwks_uri: https://x/jwks, audience: gw, issuers: [https://idp.example.com, https://other.example.com]}\n", "", "")
 	_, err = parseConfig([]byte(bad), envOf(defaultEnv))
 	wantLines(t, err,
 		"ssf.transmitters[1].authorisation: unknown key",
 		"ssf.transmitters[0].issuer: must use https",
 		"ssf.transmitters[0].jwks_uri: required",
 		"ssf.transmitters[1].issuer: duplicate of transmitters[0]",
+		"ssf.transmitters[0].issuers: required: the transmitter is not a configured issuer",
+		"ssf.transmitters[2].issuers[1]: not a configured issuer",
 	)
 	_, err = parseConfig([]byte(configText("ssf: {public: true}\n", "", "")), envOf(defaultEnv))
 	wantLines(t, err, "ssf.transmitters: at least one transmitter is required")

@@ -42,7 +42,8 @@ func TestE2ESSF(t *testing.T) {
       jwks_uri: %q
       audience: %q
       authorization_header: %q
-`, tx.url, tx.url+"/jwks", audience, pushAuth)
+      issuers: [%q]
+`, tx.url, tx.url+"/jwks", audience, pushAuth, iss.url)
 	})
 
 	// Access tokens of two sessions of alice.
