@@ -28,14 +28,22 @@ type Query struct {
 	// the hex SHA-256 of Sub, or whose hex SHA-256 is Sub.
 	Sub     string
 	Trigger string
+	// Event matches records of this event (EventRevocation, ...).
+	Event string
+	// Target, when not nil, matches records with exactly this target.
+	Target *Target
 	// Since and Until bound the record's time, inclusive.
 	Since, Until time.Time
-	// Limit caps the result; 0 means 100, more than 1000 means 1000.
+	// Limit caps the result; 0 means 100, more than 1000 means 1000. It
+	// counts matching records only: every filter applies first.
 	Limit int
 }
 
 func (q Query) match(r *Record) bool {
-	if q.Trigger != "" && r.Trigger != q.Trigger {
+	if q.Trigger != "" && r.Trigger != q.Trigger || q.Event != "" && r.Event != q.Event {
+		return false
+	}
+	if q.Target != nil && !slices.Contains(r.Targets, *q.Target) {
 		return false
 	}
 	if !q.Since.IsZero() && r.Time.Before(q.Since) || !q.Until.IsZero() && r.Time.After(q.Until) {
@@ -66,6 +74,31 @@ func (a *Log) Query(ctx context.Context, q Query) ([]Record, error) {
 	case q.Limit > MaxQueryLimit:
 		q.Limit = MaxQueryLimit
 	}
+	return a.query(ctx, q, q.Limit)
+}
+
+// AppLogouts returns the outcome of every app logout call recorded since
+// since for a session that target ended, newest first, however many
+// other records the log holds: the records are filtered before anything
+// is counted, and there is no limit (verify-revocation must see a failed
+// call, however old or buried). An error means the log could not be
+// read; the caller cannot say the revocation is complete then.
+func (a *Log) AppLogouts(ctx context.Context, target Target, since time.Time) ([]AppLogout, error) {
+	recs, err := a.query(ctx, Query{Event: EventAppLogout, Target: &target, Since: since}, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AppLogout, 0, len(recs))
+	for _, r := range recs {
+		if r.AppLogout != nil {
+			out = append(out, *r.AppLogout)
+		}
+	}
+	return out, nil
+}
+
+// query is Query with limit records at most; 0 means no limit.
+func (a *Log) query(ctx context.Context, q Query, limit int) ([]Record, error) {
 	rotated, err := RotatedFiles(a.cfg.Path)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -90,8 +123,8 @@ func (a *Log) Query(ctx context.Context, q Query) ([]Record, error) {
 		for _, r := range slices.Backward(recs) {
 			out = append(out, r)
 		}
-		if len(out) >= q.Limit {
-			return out[:q.Limit], nil
+		if limit > 0 && len(out) >= limit {
+			return out[:limit], nil
 		}
 	}
 	return out, nil

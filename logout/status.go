@@ -146,37 +146,28 @@ func (a *Admin) StatusHandler(store Applier, au *audit.Log) http.Handler {
 		}
 		out := StatusOf(st)
 		if au != nil && st.Found {
-			out.AppLogouts = appLogoutsFor(r.Context(), au, st.Entry)
+			if out.AppLogouts, err = appLogoutsFor(r.Context(), au, st.Entry); err != nil {
+				// Without the app logout outcomes the verdict could say
+				// done when an app still holds a session.
+				a.log.LogAttrs(r.Context(), slog.LevelError, "revocation status: audit log unreadable", slog.Any("error", err))
+				writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the audit log could not be read")
+				return
+			}
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
 }
 
-// appLogoutsFor returns the app logout calls of audit that ended a session
+// appLogoutsFor returns the app logout calls of au that ended a session
 // e revoked: records of event app_logout since e was revoked (less a
-// minute of clock difference) naming e's issuer and value. A session,
-// jti or client entry names no app logout record.
-func appLogoutsFor(ctx context.Context, au *audit.Log, e cache.Entry) []audit.AppLogout {
+// minute of clock difference) naming e's issuer and value, all of them
+// (audit.Log.AppLogouts filters before it counts). A session, jti or
+// client entry names no app logout record.
+func appLogoutsFor(ctx context.Context, au *audit.Log, e cache.Entry) ([]audit.AppLogout, error) {
 	if e.Kind != cache.KindSub && e.Kind != cache.KindSID {
-		return nil
+		return nil, nil
 	}
-	recs, err := au.Query(ctx, audit.Query{Since: e.RevokedAt.Add(-time.Minute), Limit: 1000})
-	if err != nil {
-		return nil
-	}
-	var out []audit.AppLogout
-	for _, rec := range recs {
-		if rec.Event != audit.EventAppLogout || rec.AppLogout == nil {
-			continue
-		}
-		for _, t := range rec.Targets {
-			if t.Issuer == e.Issuer && t.Kind == e.Kind && t.Value == e.Value {
-				out = append(out, *rec.AppLogout)
-				break
-			}
-		}
-	}
-	return out
+	return au.AppLogouts(ctx, audit.Target{Issuer: e.Issuer, Kind: e.Kind, Value: e.Value}, e.RevokedAt.Add(-time.Minute))
 }
 
 // StatusQuery names the entry whose status is asked.

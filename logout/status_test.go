@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
 )
 
@@ -199,4 +202,55 @@ func TestStatusRemote(t *testing.T) {
 			t.Errorf("got %+v, pending %q; want control characters removed", r, st.Pending)
 		}
 	})
+}
+
+// TestStatusAppLogoutBuried: a failed app logout call stays in the status
+// however many audit records come after it (issue 20, item 6): the
+// records are filtered before anything is counted.
+func TestStatusAppLogoutBuried(t *testing.T) {
+	f := newFixture(t, nil)
+	if w := f.post(t, `{"sub":"alice"}`); w.Code != http.StatusCreated {
+		t.Fatalf("revoke: got %d; want 201", w.Code)
+	}
+	au := openTestAudit(t, audit.Config{Now: func() time.Time { return t0.Add(time.Second) }})
+	alice := audit.Target{Issuer: issA, Kind: cache.KindSub, Value: "alice"}
+	ctx := t.Context()
+	failed := audit.Record{Event: audit.EventAppLogout, Targets: []audit.Target{alice},
+		AppLogout: &audit.AppLogout{Route: "/app", Session: "abc", Outcome: "failed", Status: 502, Attempts: 5}}
+	if err := au.Append(ctx, failed); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5000 {
+		rec := audit.Record{Event: audit.EventAppLogout, Targets: []audit.Target{{Issuer: issA, Kind: cache.KindSub, Value: fmt.Sprintf("user-%d", i)}},
+			AppLogout: &audit.AppLogout{Route: "/app", Session: "s", Outcome: "ok", Status: 200, Attempts: 1}}
+		if i%2 == 0 {
+			rec = audit.Record{Event: audit.EventRevocation, Trigger: audit.TriggerAdmin, Targets: []audit.Target{alice}}
+		}
+		if err := au.Append(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := serve(t, f.admin.StatusHandler(f.store, au), newRequest(http.MethodGet, StatusPath+"?kind=sub&value=alice", tokOps, "", ""))
+	if w.Code != http.StatusOK {
+		t.Fatalf("got %d %s; want 200", w.Code, w.Body)
+	}
+	var st RevocationStatus
+	if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.AppLogouts) != 1 || st.AppLogouts[0].Outcome != "failed" {
+		t.Fatalf("app logouts: got %+v; want the one failed call", st.AppLogouts)
+	}
+
+	// An audit log that cannot be read gives no verdict: here a
+	// directory stands where the file was.
+	if err := os.Rename(au.Path(), au.Path()+".aside"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(au.Path(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if w := serve(t, f.admin.StatusHandler(f.store, au), newRequest(http.MethodGet, StatusPath+"?kind=sub&value=alice", tokOps, "", "")); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("unreadable audit log: got %d; want 503", w.Code)
+	}
 }
