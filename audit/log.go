@@ -166,6 +166,11 @@ type Config struct {
 	Now func() time.Time `yaml:"-"`
 	// Logger receives rotation and repair notes. Nil discards.
 	Logger *slog.Logger `yaml:"-"`
+	// Anchor is "SEQ:HASH", an "audit head" kept outside this host (the
+	// gateway logs one at most once a minute). At Open the log must hold
+	// that record with that hash, or Open fails. "" means the last head
+	// the log wrote to its anchor file (AnchorPath), if any.
+	Anchor string `yaml:"anchor"`
 }
 
 // Validate reports every problem of c at once, each message starting with
@@ -180,6 +185,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBytes < 0 {
 		errs = append(errs, errors.New("max_bytes: negative"))
+	}
+	if c.Anchor != "" {
+		if _, err := ParseAnchor(c.Anchor); err != nil {
+			errs = append(errs, fmt.Errorf("anchor: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -248,6 +258,10 @@ func Open(cfg Config) (*Log, error) {
 			f.Close()
 			return nil, fmt.Errorf("audit: %w", err)
 		}
+	}
+	if err := a.checkAnchors(); err != nil {
+		f.Close()
+		return nil, err
 	}
 	if err := syncDir(cfg.Path); err != nil {
 		f.Close()
@@ -321,6 +335,35 @@ func completeRecord(tail, prev []byte) bool {
 		return len(r.Prev) == len(GenesisHash)
 	}
 	return r.Prev == hashLine(prev)
+}
+
+// checkAnchors compares the chain's head with the anchor of the config
+// and with the last one the log wrote (AnchorPath): each record they name
+// must be in the chain with its hash. A log restored from an old copy, cut
+// short or with a changed record does not start.
+func (a *Log) checkAnchors() error {
+	if a.cfg.Anchor != "" {
+		want, err := ParseAnchor(a.cfg.Anchor)
+		if err != nil {
+			return fmt.Errorf("audit: anchor: %w", err)
+		}
+		if err := a.checkAnchor(want, "audit.anchor"); err != nil {
+			return err
+		}
+	}
+	path := AnchorPath(a.cfg.Path)
+	want, ok, err := readAnchor(path)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if !ok {
+		return nil
+	}
+	if err := a.checkAnchor(want, path); err != nil {
+		return err
+	}
+	a.log.Info("audit head matches its anchor", "path", a.cfg.Path, "seq", a.seq, "anchor_seq", want.Seq)
+	return nil
 }
 
 // resumeRotated continues the chain from the newest rotated file when the
@@ -442,9 +485,21 @@ func (a *Log) Close() error {
 		close(a.queue)
 		a.mu.Unlock()
 		<-a.done
+		if a.broken == nil && a.seq > 0 {
+			a.saveAnchor()
+		}
 		err = a.f.Close()
 	})
 	return err
+}
+
+// saveAnchor writes the head (seq, prev) to the anchor file, which the
+// next Open checks the chain against. A failure is logged: the record is
+// written, only the check at the next start is weaker.
+func (a *Log) saveAnchor() {
+	if err := writeAnchor(AnchorPath(a.cfg.Path), Anchor{Seq: a.seq, Hash: a.prev}); err != nil {
+		a.log.Error("audit: the head could not be saved as the anchor", "path", AnchorPath(a.cfg.Path), "error", err)
+	}
 }
 
 // Path is the current file's path.
@@ -522,6 +577,7 @@ func (a *Log) commit(batch []*auditReq, buf []byte) []byte {
 		// alone cannot show its newest records cut off or changed.
 		a.anchored = now
 		a.log.Info("audit head", "path", a.cfg.Path, "seq", seq, "hash", prev)
+		a.saveAnchor()
 	}
 	for i, r := range batch {
 		r.done <- errs[i]
