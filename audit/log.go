@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -50,7 +51,13 @@ const (
 	EventApplied = "applied"
 	// EventAppLogout is the outcome of one app logout call.
 	EventAppLogout = "app_logout"
+	// EventRetention records a rotated file that Config.Retention is
+	// about to delete, written before the file is deleted.
+	EventRetention = "retention"
 )
+
+// minRetention is the shortest Config.Retention accepted.
+const minRetention = time.Hour
 
 // The trigger of a Record, derived from the entry's Initiator by Trigger.
 const (
@@ -135,9 +142,20 @@ type Record struct {
 	// AppliedAt is when the revocation was enforced on this replica.
 	AppliedAt time.Time  `json:"applied_at,omitzero"`
 	AppLogout *AppLogout `json:"app_logout,omitempty"`
+	// Dropped is the rotated file a retention record names.
+	Dropped *Dropped `json:"dropped,omitempty"`
 	// Prev is the hex SHA-256 of the previous line's bytes (without its
 	// newline); GenesisHash for the first record. Append sets it.
 	Prev string `json:"prev"`
+}
+
+// Dropped names a rotated file deleted by retention and the records it
+// held: a verifier starts the chain after LastSeq, at LastHash.
+type Dropped struct {
+	File     string `json:"file"`
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	LastHash string `json:"last_hash"`
 }
 
 // RecordOf returns the record of entry e for event (EventRevocation or
@@ -171,6 +189,14 @@ type Config struct {
 	// that record with that hash, or Open fails. "" means the last head
 	// the log wrote to its anchor file (AnchorPath), if any.
 	Anchor string `yaml:"anchor"`
+	// Retention is how long a rotated file is kept after its rotation; at
+	// each rotation older ones are deleted, oldest first, each only once
+	// every record in it is anchored (a head saved after it) and a
+	// retention record naming it (EventRetention: its seq range and last
+	// hash) is durable in the log, so no record is ever dropped silently
+	// and VerifyFiles still checks what is left. 0 keeps every file;
+	// otherwise at least 1h.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Validate reports every problem of c at once, each message starting with
@@ -185,6 +211,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBytes < 0 {
 		errs = append(errs, errors.New("max_bytes: negative"))
+	}
+	if c.Retention < 0 || c.Retention > 0 && c.Retention < minRetention {
+		errs = append(errs, fmt.Errorf("retention: 0 (keep every file) or at least %s", minRetention))
 	}
 	if c.Anchor != "" {
 		if _, err := ParseAnchor(c.Anchor); err != nil {
@@ -216,6 +245,9 @@ type Log struct {
 	broken error // set when the file's state is unknown: every write fails
 	// anchored is when the head was last logged (see commit).
 	anchored time.Time
+	// anchorSeq is the seq of the last head saved as the anchor: records
+	// up to it may be dropped by retention.
+	anchorSeq uint64
 }
 
 // auditAnchorEvery bounds how often the audit head is logged.
@@ -362,6 +394,7 @@ func (a *Log) checkAnchors() error {
 	if err := a.checkAnchor(want, path); err != nil {
 		return err
 	}
+	a.anchorSeq = want.Seq
 	a.log.Info("audit head matches its anchor", "path", a.cfg.Path, "seq", a.seq, "anchor_seq", want.Seq)
 	return nil
 }
@@ -499,7 +532,9 @@ func (a *Log) Close() error {
 func (a *Log) saveAnchor() {
 	if err := writeAnchor(AnchorPath(a.cfg.Path), Anchor{Seq: a.seq, Hash: a.prev}); err != nil {
 		a.log.Error("audit: the head could not be saved as the anchor", "path", AnchorPath(a.cfg.Path), "error", err)
+		return
 	}
+	a.anchorSeq = a.seq
 }
 
 // Path is the current file's path.
@@ -535,6 +570,8 @@ func (a *Log) commit(batch []*auditReq, buf []byte) []byte {
 		if err := a.rotate(); err != nil {
 			a.broken = fmt.Errorf("audit: rotation failed: %w", err)
 			a.log.Error("audit log: rotation failed; refusing every record until restarted", "path", a.cfg.Path, "error", err)
+		} else if a.cfg.Retention > 0 {
+			a.applyRetention()
 		}
 	}
 	if a.broken != nil {
@@ -547,21 +584,13 @@ func (a *Log) commit(batch []*auditReq, buf []byte) []byte {
 	errs := make([]error, len(batch))
 	now := a.cfg.Now().UTC()
 	for i, req := range batch {
-		rec := req.rec
-		rec.Seq, rec.Prev = seq+1, prev
-		if rec.Time.IsZero() {
-			rec.Time = now
-		}
-		if rec.Replica == "" {
-			rec.Replica = a.cfg.Replica
-		}
-		line, err := json.Marshal(rec)
+		line, err := a.encode(req.rec, seq, prev, now)
 		if err != nil {
-			errs[i] = fmt.Errorf("audit: %w", err)
+			errs[i] = err
 			continue
 		}
 		buf = append(append(buf, line...), '\n')
-		seq, prev = rec.Seq, hashLine(line)
+		seq, prev = seq+1, hashLine(line)
 	}
 	if err := a.persist(buf); err != nil {
 		for _, r := range batch {
@@ -583,6 +612,101 @@ func (a *Log) commit(batch []*auditReq, buf []byte) []byte {
 		r.done <- errs[i]
 	}
 	return buf
+}
+
+// encode is rec's line as the record after (seq, prev) written at now.
+func (a *Log) encode(rec Record, seq uint64, prev string, now time.Time) ([]byte, error) {
+	rec.Seq, rec.Prev = seq+1, prev
+	if rec.Time.IsZero() {
+		rec.Time = now
+	}
+	if rec.Replica == "" {
+		rec.Replica = a.cfg.Replica
+	}
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return line, nil
+}
+
+// applyRetention deletes the rotated files rotated more than Retention
+// ago, oldest first, stopping at the first one it must keep: one with a
+// record not yet anchored, or one it cannot read. Before each deletion a
+// retention record naming the file's records is made durable. Runs on
+// the writer goroutine.
+func (a *Log) applyRetention() {
+	rotated, err := RotatedFiles(a.cfg.Path)
+	if err != nil {
+		a.log.Error("audit retention: rotated files not listed; none deleted", "path", a.cfg.Path, "error", err)
+		return
+	}
+	now := a.cfg.Now().UTC()
+	cutoff := now.Add(-a.cfg.Retention)
+	for _, path := range rotated {
+		rotatedAt, err := time.Parse(rotatedLayout, path[len(a.cfg.Path)+1:])
+		if err != nil || !rotatedAt.Before(cutoff) {
+			return
+		}
+		first, last, lastHash, err := fileRange(path)
+		if err != nil {
+			a.log.Error("audit retention: file kept, it could not be read", "file", path, "error", err)
+			return
+		}
+		if last == 0 || last > a.anchorSeq {
+			a.log.Warn("audit retention: file kept, its records are not all anchored yet", "file", path, "last_seq", last, "anchor_seq", a.anchorSeq)
+			return
+		}
+		line, err := a.encode(Record{Event: EventRetention, Dropped: &Dropped{File: filepath.Base(path), FirstSeq: first, LastSeq: last, LastHash: lastHash}}, a.seq, a.prev, now)
+		if err == nil {
+			err = a.persist(append(line, '\n'))
+		}
+		if err != nil {
+			a.log.Error("audit retention: file kept, the retention record was not written", "file", path, "error", err)
+			return
+		}
+		a.seq, a.prev = a.seq+1, hashLine(line)
+		if err := os.Remove(path); err != nil {
+			a.log.Error("audit retention: file not deleted", "file", path, "error", err)
+			return
+		}
+		if err := syncDir(path); err != nil {
+			a.log.Error("audit retention: directory not synced", "file", path, "error", err)
+		}
+		a.log.Info("audit retention: rotated file deleted", "file", path, "first_seq", first, "last_seq", last, "last_hash", lastHash)
+	}
+}
+
+// fileRange returns the seq of the first and last records of path and the
+// hash of its last line.
+func fileRange(path string) (first, last uint64, lastHash string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 64<<10)
+	for {
+		raw, torn, err := readLine(r)
+		switch {
+		case errors.Is(err, io.EOF):
+			return first, last, lastHash, nil
+		case err != nil:
+			return 0, 0, "", err
+		case torn:
+			return 0, 0, "", errors.New("torn last line")
+		}
+		var rec struct {
+			Seq uint64 `json:"seq"`
+		}
+		if err := json.Unmarshal(raw, &rec); err != nil || rec.Seq == 0 {
+			return 0, 0, "", errors.New("a line is not an audit record")
+		}
+		if first == 0 {
+			first = rec.Seq
+		}
+		last, lastHash = rec.Seq, hashLine(raw)
+	}
 }
 
 // persist appends buf and fsyncs. On failure it cuts the file back to its

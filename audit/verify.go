@@ -40,6 +40,10 @@ type Report struct {
 	// Anchor is the hash of the record whose seq VerifyAnchor was
 	// asked about; "" when the verified chain has no such record.
 	Anchor string
+	// Dropped counts the records before the first file that retention
+	// deleted, as a retention record in the chain states (0: the chain
+	// starts at its first record).
+	Dropped uint64
 }
 
 // Break locates the first broken record.
@@ -83,6 +87,10 @@ func verifyAudit(anchor uint64, paths []string) (Report, error) {
 	rep := Report{Files: files, LastHash: GenesisHash}
 	lines := &auditLines{files: files}
 	defer lines.close()
+	dropped, err := droppedHeads(files)
+	if err != nil {
+		return rep, err
+	}
 	var (
 		prevLine []auditLine // the last two verified lines, newest last
 		wantSeq  uint64      = 1
@@ -94,6 +102,15 @@ func verifyAudit(anchor uint64, paths []string) (Report, error) {
 		}
 		if err != nil {
 			return rep, err
+		}
+		if rep.Records == 0 && l.err == nil && !l.torn && l.rec.Prev != GenesisHash {
+			// The oldest files were deleted by retention: the chain
+			// starts after the records a retention record names. A
+			// retention record is itself in the chain, so it cannot be
+			// forged without breaking it.
+			if last, ok := dropped[l.rec.Prev]; ok && l.rec.Seq == last+1 {
+				rep.LastHash, wantSeq, rep.Dropped = l.rec.Prev, l.rec.Seq, last
+			}
 		}
 		if brk := l.check(rep.LastHash, wantSeq, prevLine, lines); brk != nil {
 			rep.Break = brk
@@ -360,4 +377,36 @@ func isHexHash(s string) bool {
 		}
 	}
 	return true
+}
+
+// droppedHeads maps the last hash of each file deleted by retention, as
+// the retention records of files state, to its last seq.
+func droppedHeads(files []string) (map[string]uint64, error) {
+	out := make(map[string]uint64)
+	for _, path := range files {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		r := bufio.NewReaderSize(f, 64<<10)
+		for {
+			raw, torn, err := readLine(r)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil && !errors.Is(err, errLineTooLong) {
+				f.Close()
+				return nil, err
+			}
+			if torn || err != nil || !bytes.Contains(raw, []byte(`"event":"retention"`)) {
+				continue
+			}
+			var rec Record
+			if parseRecord(raw, &rec) == nil && rec.Event == EventRetention && rec.Dropped != nil {
+				out[rec.Dropped.LastHash] = rec.Dropped.LastSeq
+			}
+		}
+		f.Close()
+	}
+	return out, nil
 }
