@@ -159,14 +159,20 @@ type Dropped struct {
 }
 
 // RecordOf returns the record of entry e for event (EventRevocation or
-// EventApplied): trigger, initiator, reason, target and revoked_at.
+// EventApplied): trigger, initiator, reason, target and revoked_at. A jti
+// target is recorded as "sha256:" and the hex SHA-256 of the jti, never
+// the jti (a session already is a digest, cache.SessionDigest).
 func RecordOf(event string, e cache.Entry) Record {
+	value := e.Value
+	if e.Kind == cache.KindJTI {
+		value = "sha256:" + sha256Hex(value)
+	}
 	return Record{
 		Event:     event,
 		Trigger:   Trigger(e.Initiator),
 		Initiator: e.Initiator,
 		Reason:    e.Reason,
-		Targets:   []Target{{Issuer: e.Issuer, Kind: e.Kind, Value: e.Value}},
+		Targets:   []Target{{Issuer: e.Issuer, Kind: e.Kind, Value: value}},
 		RevokedAt: e.RevokedAt.UTC(),
 	}
 }
