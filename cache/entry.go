@@ -159,11 +159,11 @@ func (e Entry) inForceAt() time.Time {
 // check needs. Empty fields are not checked. It is passed by pointer on the
 // hot path and never retained.
 type Credential struct {
-	Issuer    string
-	JTI       string
-	SID       string
-	Sub       string
-	ClientID  string
+	Issuer   string
+	JTI      string
+	SID      string
+	Sub      string
+	ClientID string
 	// SessionID is the gateway session's SessionDigest.
 	SessionID string
 	// KeyID is an API key's public id.
