@@ -334,13 +334,20 @@ func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request, redirect b
 		return
 	}
 	if v.d == decAllowed {
+		// Every identity header of the route, empty for a missing claim:
+		// an ingress that copies the answer's headers onto the request
+		// then replaces a client-sent copy rather than keeping it (Caddy
+		// before 2.10 keeps it when the answer lacks the header, and
+		// before 2.7 even sets its unresolved placeholder).
 		h := w.Header()
-		if v.claims != nil {
-			for _, ih := range rt.headers {
-				if val, ok := v.claims.Claim(ih.claim); ok && validHeaderValue(val) {
-					h[ih.name] = []string{val}
+		for _, ih := range rt.headers {
+			val := ""
+			if v.claims != nil {
+				if c, ok := v.claims.Claim(ih.claim); ok && validHeaderValue(c) {
+					val = c
 				}
 			}
+			h[ih.name] = []string{val}
 		}
 		w.WriteHeader(http.StatusOK)
 		rt.metrics.forward(decAllowed)
@@ -358,6 +365,12 @@ func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request, redirect b
 			return
 		}
 	}
+	rt.noSession(w)
+}
+
+// noSession writes the 401 of a browser or either route without a live
+// session.
+func (rt *route) noSession(w http.ResponseWriter) {
 	h := w.Header()
 	if rt.auth == AuthEither {
 		// RFC 6750 §3.1: no error code for a request without credentials.
