@@ -268,19 +268,30 @@ type Config struct {
 
 // ForwardAuthConfig is the YAML `forward_auth` block.
 type ForwardAuthConfig struct {
+	// GRPCListen is the address of the Envoy ext_authz gRPC service
+	// (envoy.service.auth.v3.Authorization). "" serves none. The gateway
+	// package does not listen: the caller does, with
+	// (*Gateway).AuthorizationServer.
+	GRPCListen string `yaml:"grpc_listen"`
 	// AllowedRedirectHosts are the hosts (exact, case-insensitive, any
 	// port) besides public_url's origin that /oauth2/start's rd may name
 	// in an absolute http(s) URL. Nil allows same-origin paths and
 	// public_url's origin only.
 	AllowedRedirectHosts []string `yaml:"allowed_redirect_hosts"`
 	// TrustedProxies are the source addresses (IPs or CIDR ranges) allowed
-	// to ask /oauth2/auth and /oauth2/auth_redirect: the forwarded headers describing the original request are
+	// to ask /oauth2/auth, /oauth2/auth_redirect and the ext_authz
+	// service: the forwarded headers describing the original request are
 	// believed only from the ingress. Nil accepts any source.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 func (c ForwardAuthConfig) validate() []error {
 	var errs []error
+	if c.GRPCListen != "" {
+		if _, port, err := net.SplitHostPort(c.GRPCListen); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("forward_auth.grpc_listen: not a host:port address: %q", c.GRPCListen))
+		}
+	}
 	for i, h := range c.AllowedRedirectHosts {
 		if h == "" || !validHost(h) {
 			errs = append(errs, fmt.Errorf("forward_auth.allowed_redirect_hosts[%d]: must be a host name without scheme, port or path", i))

@@ -62,10 +62,11 @@ func TestValidate(t *testing.T) {
 		{"forward-auth only", Config{Routes: []Route{{PathPrefix: "/api", Headers: map[string]string{"X-User": "sub"}}}}, nil},
 		{"forward-auth only with app cookies", browser(func(c *Config) { c.Routes[0].Upstream, c.Routes[0].AppLogoutURL = "", "" }),
 			[]string{"routes[0].app_session_cookies: needs an upstream: a forward-auth-only route cannot seal app cookies (the gateway is not in the data path)"}},
-		{"forward_auth valid", Config{ForwardAuth: ForwardAuthConfig{
+		{"forward_auth valid", Config{ForwardAuth: ForwardAuthConfig{GRPCListen: "127.0.0.1:9191",
 			AllowedRedirectHosts: []string{"app.example.com"}, TrustedProxies: []string{"10.0.0.0/8", "::1", "192.0.2.7"}}}, nil},
-		{"forward_auth invalid", Config{ForwardAuth: ForwardAuthConfig{
+		{"forward_auth invalid", Config{ForwardAuth: ForwardAuthConfig{GRPCListen: "9191",
 			AllowedRedirectHosts: []string{"https://app.example.com", ""}, TrustedProxies: []string{"10.0.0.0/33", "localhost", "fe80::1%eth0"}}}, []string{
+			`forward_auth.grpc_listen: not a host:port address: "9191"`,
 			"forward_auth.allowed_redirect_hosts[0]: must be a host name without scheme, port or path",
 			"forward_auth.allowed_redirect_hosts[1]: must be a host name without scheme, port or path",
 			`forward_auth.trusted_proxies[0]: not an IP address or CIDR range: "10.0.0.0/33"`,

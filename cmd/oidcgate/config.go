@@ -48,7 +48,7 @@ type Config struct {
 	Store          StoreConfig           `yaml:"store"`
 	Session        gateway.SessionConfig `yaml:"session"`
 	Routes         []gateway.Route       `yaml:"routes"`
-	// ForwardAuth configures /oauth2/auth.
+	// ForwardAuth configures /oauth2/auth and the ext_authz service.
 	ForwardAuth gateway.ForwardAuthConfig `yaml:"forward_auth"`
 	Admin       logout.AdminConfig        `yaml:"admin"`
 	// IntrospectionClients may call /introspect and /revoke on the
@@ -389,6 +389,9 @@ func (c *Config) Validate() error {
 		// max_token_lifetime: a session living longer would come back
 		// once the entry that killed it expired.
 		errs = append(errs, fmt.Errorf("session.max_age: longer than issuers[%d].max_token_lifetime (%s), for which revocations are kept", at, c.Issuers[at].MaxTokenLifetime))
+	}
+	if l := c.ForwardAuth.GRPCListen; l != "" && (l == c.Listen || l == c.InternalListen) {
+		errs = append(errs, errors.New("forward_auth.grpc_listen: must differ from listen and internal_listen"))
 	}
 	gw := gateway.Config{Routes: c.Routes, PublicURL: c.PublicURL, Session: c.Session, Login: login, ForwardAuth: c.ForwardAuth}
 	if c.ClockSkew != nil {

@@ -16,6 +16,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
@@ -62,8 +66,11 @@ type gatewayApp struct {
 	internal *http.Server
 	publicLn net.Listener
 	intLn    net.Listener
-	audit    *audit.Log  // nil without audit.path
-	feed     *audit.Feed // nil without audit.path
+	// The ext_authz gRPC service; nil without forward_auth.grpc_listen.
+	grpc   *grpc.Server
+	grpcLn net.Listener
+	audit  *audit.Log  // nil without audit.path
+	feed   *audit.Feed // nil without audit.path
 }
 
 // newGateway opens the store, builds every component and binds both
@@ -217,6 +224,13 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	if a.intLn, err = net.Listen("tcp", cfg.InternalListen); err != nil {
 		return nil, fmt.Errorf("internal_listen: %w", err)
 	}
+	if cfg.ForwardAuth.GRPCListen != "" {
+		if a.grpcLn, err = net.Listen("tcp", cfg.ForwardAuth.GRPCListen); err != nil {
+			return nil, fmt.Errorf("forward_auth.grpc_listen: %w", err)
+		}
+		a.grpc = newGRPCServer()
+		authv3.RegisterAuthorizationServer(a.grpc, a.gw.AuthorizationServer())
+	}
 	return a, nil
 }
 
@@ -279,6 +293,17 @@ func newServer(h http.Handler, log *slog.Logger) *http.Server {
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// newGRPCServer is the ext_authz server: bounded messages and streams,
+// handshakes and idle connections time out.
+func newGRPCServer() *grpc.Server {
+	return grpc.NewServer(
+		grpc.MaxRecvMsgSize(1<<20),
+		grpc.MaxConcurrentStreams(1024),
+		grpc.ConnectionTimeout(10*time.Second),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
+	)
 }
 
 // ready answers /readyz: 200 only when the store is open and every
@@ -357,6 +382,10 @@ func (a *gatewayApp) run(ctx context.Context) error {
 	g.Go(func() error { return a.verifier.Run(gctx) })
 	g.Go(func() error { return serve(a.public, a.publicLn) })
 	g.Go(func() error { return serve(a.internal, a.intLn) })
+	if a.grpc != nil {
+		g.Go(func() error { return a.grpc.Serve(a.grpcLn) })
+		a.log.Info("ext_authz gRPC serving", "grpc_listen", a.grpcLn.Addr().String())
+	}
 	a.log.Info("oidcgate serving", "listen", a.publicLn.Addr().String(), "internal_listen", a.intLn.Addr().String())
 
 	select {
@@ -367,6 +396,18 @@ func (a *gatewayApp) run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	errs := []error{a.public.Shutdown(sctx), a.internal.Shutdown(sctx)}
+	if a.grpc != nil {
+		stopped := make(chan struct{})
+		go func() {
+			a.grpc.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-sctx.Done():
+			a.grpc.Stop()
+		}
+	}
 	stopBG()
 	errs = append(errs, g.Wait())
 	return errors.Join(errs...)
@@ -381,7 +422,10 @@ func serve(s *http.Server, ln net.Listener) error {
 
 // close releases what newGateway acquired; safe on a partial gatewayApp.
 func (a *gatewayApp) close() {
-	for _, ln := range []net.Listener{a.publicLn, a.intLn} {
+	if a.grpc != nil {
+		a.grpc.Stop()
+	}
+	for _, ln := range []net.Listener{a.publicLn, a.intLn, a.grpcLn} {
 		if ln != nil {
 			_ = ln.Close()
 		}
