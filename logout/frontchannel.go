@@ -218,7 +218,9 @@ func (f *Frontchannel) page(w http.ResponseWriter) {
 func (f *Frontchannel) text(w http.ResponseWriter, r *http.Request, status int, result, msg string) {
 	f.results.WithLabelValues(result).Inc()
 	if result == resultInvalid {
-		f.log.LogAttrs(r.Context(), slog.LevelInfo, "front-channel logout refused", slog.String("problem", msg))
+		// Debug: anyone can send these, and every line would be theirs to
+		// write (the counter shows them).
+		f.log.LogAttrs(r.Context(), slog.LevelDebug, "front-channel logout refused", slog.String("problem", msg))
 	}
 	pageHeaders(w.Header(), "text/plain; charset=utf-8")
 	w.WriteHeader(status)

@@ -69,7 +69,11 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		}
 		return errAuditBroken
 	}
-	fmt.Fprintf(stdout, "ok: %d records, chain intact (last hash %s)\n", rep.Records, rep.LastHash)
+	if rep.Dropped > 0 {
+		fmt.Fprintf(stdout, "ok: %d records, chain intact (last hash %s); records 1 to %d were deleted by retention, as the log records\n", rep.Records, rep.LastHash, rep.Dropped)
+	} else {
+		fmt.Fprintf(stdout, "ok: %d records, chain intact (last hash %s)\n", rep.Records, rep.LastHash)
+	}
 	return nil
 }
 

@@ -230,3 +230,34 @@ audit:
 		t.Errorf("verify-revocation: got %d\n%s%s; want 0, applied everywhere, the app logout ok", code, stdout, stderr)
 	}
 }
+
+// TestAuditVerifyCLIAfterRetention: files deleted by retention are named by
+// retention records, and audit verify says so instead of "removed".
+func TestAuditVerifyCLIAfterRetention(t *testing.T) {
+	requireBinary(t)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { now = now.Add(time.Second); return now }
+	cfg := audit.Config{Path: path, MaxBytes: 1, Retention: time.Hour, Now: clock}
+	for round := range 2 {
+		l, err := audit.Open(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			rec := audit.RecordOf(audit.EventRevocation, cache.Entry{Issuer: "https://idp", Kind: cache.KindSub, Value: fmt.Sprintf("user-%d-%d", round, i), RevokedAt: now, Initiator: "admin:ops"})
+			if err := l.Append(context.Background(), rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(2 * time.Hour)
+	}
+	files, _ := filepath.Glob(path + "*")
+	code, stdout, stderr := runCLI(t, nil, append([]string{"audit", "verify"}, files...)...)
+	if code != 0 || !strings.Contains(stdout, "chain intact") || !strings.Contains(stdout, "were deleted by retention") {
+		t.Errorf("audit verify after retention: got %d %q %q; want 0, intact, records deleted by retention", code, stdout, stderr)
+	}
+}
