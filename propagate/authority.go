@@ -66,8 +66,8 @@ var ErrNotFound = errors.New("propagate: unknown to the session authority")
 // 429, 5xx); a permanent one (another 4xx, a redirect, an answer that does
 // not parse as documented) will not succeed by repeating it unchanged.
 type CallError struct {
-	// Op names the call, "METHOD /path" without the query (which may hold
-	// a user id); the host is the authority's.
+	// Op names the call, "METHOD /path" without the host or query; the
+	// path may name the user, session or client, never a credential.
 	Op string
 	// Status is the HTTP status of the answer; 0 when there was none
 	// (connection error, timeout).

@@ -65,22 +65,32 @@ type Config struct {
 	Realm string `yaml:"realm"`
 	// ClientID is the gateway's admin client, which gets its access token
 	// with the client_credentials grant (RFC 6749 §4.4) from TokenURL.
-	// Required for keycloak and entra; refused for okta (its service apps
-	// need private_key_jwt) and hydra.
+	// Required for keycloak and entra; for okta, with PrivateKey instead
+	// of APIToken; refused for hydra.
 	ClientID string `yaml:"client_id"`
 	// ClientSecret goes with ClientID (client_secret_basic, RFC 6749
-	// §2.3.1).
+	// §2.3.1; client_secret_post for entra). Refused for okta.
 	ClientSecret Secret `yaml:"client_secret"`
 	// TokenURL is where the admin token is requested; "" means, for
 	// keycloak, {url}/realms/{realm}/protocol/openid-connect/token.
-	// Required for entra (https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token);
-	// refused for okta and hydra.
+	// Required for entra (https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token)
+	// and for okta with PrivateKey ({url}/oauth2/v1/token, the org
+	// authorization server); refused for hydra.
 	TokenURL string `yaml:"token_url"`
 	// APIToken is a static admin credential: for okta (required), an API
 	// token sent as "Authorization: SSWS {token}"; for hydra (optional), a
 	// bearer token for whatever guards the admin API (Ory Network's API
 	// key). Refused for keycloak and entra.
 	APIToken Secret `yaml:"api_token"`
+	// PrivateKey is the PEM private key (RSA of 2048 bits or more, or EC
+	// P-256; PKCS#8, PKCS#1 or SEC 1) of an Okta service app, which gets
+	// its admin token with private_key_jwt (RFC 7523 §2.2), the only
+	// client authentication Okta accepts for tokens with Okta scopes. Okta
+	// only, with ClientID and TokenURL, instead of APIToken.
+	PrivateKey Secret `yaml:"private_key"`
+	// PrivateKeyID is the kid of PrivateKey as registered with the app;
+	// "" sends none (Okta then tries every key of the app).
+	PrivateKeyID string `yaml:"private_key_id"`
 	// UserIDClaim is the token claim that names the user at the authority;
 	// "" means "sub", or "oid" for entra (Entra's sub is pairwise: it
 	// differs per application and is not the user's object id).
@@ -148,17 +158,29 @@ func (c Config) Validate() error {
 			add("token_url", errors.New("required for entra (https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token)"))
 		}
 	case TypeOkta:
-		// Okta's service apps get tokens with Okta scopes only with
-		// private_key_jwt, never with a client secret
-		// (https://developer.okta.com/docs/guides/oauth-for-okta/use-client-credentials-grant-flow/).
-		if hasCC {
-			add("client_id", errors.New("okta service apps authenticate with private_key_jwt only, which oidcgate does not support; use api_token (an Okta API token)"))
+		switch {
+		case c.APIToken != "" && (c.ClientID != "" || c.PrivateKey != ""):
+			add("api_token", errors.New("give either api_token or client_id and private_key, not both"))
+		case c.APIToken == "" && c.ClientID == "" && c.PrivateKey == "":
+			add("api_token", errors.New("required (an Okta API token), unless client_id, private_key and token_url are given"))
+		case c.APIToken == "":
+			add("client_id", required(c.ClientID, "it goes with private_key"))
+			add("private_key", required(string(c.PrivateKey), "okta's service apps authenticate with private_key_jwt"))
+			add("token_url", required(c.TokenURL, "the token endpoint of the org authorization server, {url}/oauth2/v1/token"))
 		}
-		if c.APIToken == "" {
-			add("api_token", errors.New("required for okta (an Okta API token, sent as SSWS)"))
+		if c.ClientSecret != "" {
+			// Okta issues tokens with Okta scopes to service apps only for
+			// private_key_jwt
+			// (https://developer.okta.com/docs/guides/oauth-for-okta/use-client-credentials-grant-flow/).
+			add("client_secret", errors.New("okta's service apps authenticate with private_key_jwt, not a client secret; use private_key"))
 		}
-		if c.TokenURL != "" {
-			add("token_url", errors.New("unused for okta"))
+		if c.APIToken != "" && c.TokenURL != "" {
+			add("token_url", errors.New("unused with api_token"))
+		}
+		if c.PrivateKey != "" {
+			if _, _, err := parsePrivateKey(string(c.PrivateKey)); err != nil {
+				add("private_key", err)
+			}
 		}
 	case TypeHydra:
 		if hasCC {
@@ -169,6 +191,9 @@ func (c Config) Validate() error {
 		}
 	}
 
+	if c.Type != TypeOkta && known && (c.PrivateKey != "" || c.PrivateKeyID != "") {
+		add("private_key", errors.New("only for type okta"))
+	}
 	if c.UserIDClaim != "" && (strings.TrimSpace(c.UserIDClaim) != c.UserIDClaim || strings.ContainsAny(c.UserIDClaim, " \t\r\n")) {
 		add("user_id_claim", errors.New("must be a claim name without spaces"))
 	}

@@ -1,6 +1,11 @@
 package propagate_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,6 +13,19 @@ import (
 
 	"github.com/oidcgate/oidcgate/propagate"
 )
+
+// testKeyPEM is an EC P-256 private key (PKCS#8) made for these tests.
+var testKeyPEM = func() propagate.Secret {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		panic(err)
+	}
+	return propagate.Secret(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}()
 
 func TestConfigValidate(t *testing.T) {
 	kc := propagate.Config{Type: "keycloak", URL: "https://sso.example.com", Realm: "acme", ClientID: "oidcgate-admin", ClientSecret: "s3cret"}
@@ -23,6 +41,7 @@ func TestConfigValidate(t *testing.T) {
 		{"keycloak ipv6 loopback", with(kc, func(c *propagate.Config) { c.URL = "http://[::1]:8080" }), nil},
 		{"keycloak triggers", with(kc, func(c *propagate.Config) { c.On = []string{"admin", "ssf", "revoke_endpoint"} }), nil},
 		{"okta api token", propagate.Config{Type: "okta", URL: "https://acme.okta.com", APIToken: "00abc"}, nil},
+		{"okta service app", propagate.Config{Type: "okta", URL: "https://acme.okta.com", ClientID: "0oa1", PrivateKey: testKeyPEM, PrivateKeyID: "k1", TokenURL: "https://acme.okta.com/oauth2/v1/token"}, nil},
 		{"entra ok", propagate.Config{Type: "entra", ClientID: "app", ClientSecret: "x", TokenURL: "https://login.microsoftonline.com/tenant/oauth2/v2.0/token"}, nil},
 		{"hydra ok", propagate.Config{Type: "hydra", URL: "http://127.0.0.1:4445"}, nil},
 		{"hydra bearer", propagate.Config{Type: "hydra", URL: "https://hydra-admin.example.com", APIToken: "ory_pat_x"}, nil},
@@ -40,8 +59,11 @@ func TestConfigValidate(t *testing.T) {
 		{"keycloak api token", with(kc, func(c *propagate.Config) { c.APIToken = "t" }), []string{"api_token: only for okta and hydra"}},
 		{"realm outside keycloak", propagate.Config{Type: "hydra", URL: "http://127.0.0.1:4445", Realm: "acme"}, []string{"realm: only for type keycloak"}},
 		{"okta no credentials", propagate.Config{Type: "okta", URL: "https://acme.okta.com"}, []string{"api_token: required"}},
-		{"okta service app", propagate.Config{Type: "okta", URL: "https://acme.okta.com", ClientID: "0oa1", ClientSecret: "x", TokenURL: "https://acme.okta.com/oauth2/v1/token"}, []string{"client_id: okta service apps authenticate with private_key_jwt", "api_token: required", "token_url: unused"}},
-		{"okta both", propagate.Config{Type: "okta", URL: "https://acme.okta.com", APIToken: "t", ClientSecret: "s"}, []string{"client_id: okta service apps"}},
+		{"okta service app with a secret", propagate.Config{Type: "okta", URL: "https://acme.okta.com", ClientID: "0oa1", ClientSecret: "x", TokenURL: "https://acme.okta.com/oauth2/v1/token"}, []string{"private_key: required", "client_secret: okta's service apps authenticate with private_key_jwt"}},
+		{"okta both", propagate.Config{Type: "okta", URL: "https://acme.okta.com", APIToken: "t", ClientID: "0oa1", PrivateKey: testKeyPEM}, []string{"api_token: give either"}},
+		{"okta half service app", propagate.Config{Type: "okta", URL: "https://acme.okta.com", PrivateKey: testKeyPEM}, []string{"client_id: required", "token_url: required"}},
+		{"okta bad key", propagate.Config{Type: "okta", URL: "https://acme.okta.com", ClientID: "0oa1", PrivateKey: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", TokenURL: "https://acme.okta.com/oauth2/v1/token"}, []string{"private_key: the PEM private key does not parse"}},
+		{"private key outside okta", with(kc, func(c *propagate.Config) { c.PrivateKey = testKeyPEM }), []string{"private_key: only for type okta"}},
 		{"okta token url with api token", propagate.Config{Type: "okta", URL: "https://acme.okta.com", APIToken: "t", TokenURL: "https://acme.okta.com/oauth2/v1/token"}, []string{"token_url: unused"}},
 		{"entra no token url", propagate.Config{Type: "entra", ClientID: "app", ClientSecret: "x"}, []string{"token_url: required for entra"}},
 		{"hydra client credentials", propagate.Config{Type: "hydra", URL: "http://127.0.0.1:4445", ClientID: "c", ClientSecret: "s"}, []string{"client_id: hydra's admin API takes no client credentials"}},
@@ -77,13 +99,13 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestConfigValidateNeverShowsSecrets(t *testing.T) {
-	cfg := propagate.Config{Type: "keycloak", URL: "http://sso.example.com", ClientSecret: "s3cret-value", APIToken: "tok3n-value"}
+	cfg := propagate.Config{Type: "keycloak", URL: "http://sso.example.com", ClientSecret: "s3cret-value", APIToken: "tok3n-value", PrivateKey: "-----BEGIN PRIVATE KEY-----\nk3y-value\n-----END PRIVATE KEY-----\n"}
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("Validate() = nil; want problems")
 	}
 	for _, s := range []string{err.Error(), fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg)} {
-		if strings.Contains(s, "s3cret-value") || strings.Contains(s, "tok3n-value") {
+		if strings.Contains(s, "s3cret-value") || strings.Contains(s, "tok3n-value") || strings.Contains(s, "k3y-value") {
 			t.Errorf("secret in %q", s)
 		}
 	}

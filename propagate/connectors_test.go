@@ -174,6 +174,33 @@ func TestOktaCalls(t *testing.T) {
 	)
 }
 
+// An Okta service app: private_key_jwt at the org authorization server,
+// then the scoped bearer token.
+func TestOktaServiceAppCalls(t *testing.T) {
+	h := newHarness(t, "okta-oauth")
+	ctx := t.Context()
+	if err := h.record(h.auth.EndUser(ctx, "bob")); err != nil {
+		t.Fatalf("EndUser = %v; want nil", err)
+	}
+	if err := h.record(h.auth.RevokeClient(ctx, "0oa1app")); err != nil {
+		t.Fatalf("RevokeClient = %v; want nil", err)
+	}
+	wantCalls(t, h.f,
+		"POST token",
+		"DELETE /api/v1/users/bob/sessions?oauthTokens=true token#1",
+		"DELETE /api/v1/apps/0oa1app/tokens token#1",
+	)
+	// Each token request carries a fresh assertion (the fake refuses a
+	// jti seen before).
+	h.f.expire()
+	if err := h.record(h.auth.EndUser(ctx, "bob")); err != nil {
+		t.Fatalf("EndUser after expiry = %v; want nil", err)
+	}
+	if n := h.f.tokenRequests(); n != 2 {
+		t.Errorf("token requests = %d; want 2", n)
+	}
+}
+
 func TestEntraCalls(t *testing.T) {
 	h := newHarness(t, "entra")
 	ctx := t.Context()
@@ -201,6 +228,7 @@ var vendors = []struct {
 }{
 	{"keycloak", "POST /admin/realms/acme/users/nobody/logout", true},
 	{"okta", "DELETE /api/v1/users/nobody/sessions?oauthTokens=true", false},
+	{"okta-oauth", "DELETE /api/v1/users/nobody/sessions?oauthTokens=true", true},
 	{"entra", "POST /v1.0/users/nobody/revokeSignInSessions", true},
 }
 

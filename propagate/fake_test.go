@@ -1,7 +1,12 @@
 package propagate_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +15,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/oidcgate/oidcgate/propagate"
 )
@@ -39,6 +48,10 @@ type fakeIdP struct {
 	revoked bool
 	// tokenHook, when set, runs first in every token request.
 	tokenHook func()
+	// keyPEM and pub are the service app's key pair (okta-oauth).
+	keyPEM string
+	pub    *ecdsa.PublicKey
+	jtis   map[string]bool
 }
 
 // Credentials of the fakes: the tests assert they never reach a log.
@@ -53,7 +66,18 @@ func newFakeIdP(t *testing.T, vendor string) *fakeIdP {
 	t.Helper()
 	f := &fakeIdP{t: t, vendor: vendor, tokens: map[string]int{}, lifetime: 300,
 		users:    map[string][]string{"bob": {"app-one", "app-two"}, "alice": nil},
-		sessions: map[string]bool{"sid-1": true}}
+		sessions: map[string]bool{"sid-1": true}, jtis: map[string]bool{}}
+	if vendor == "okta-oauth" {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.keyPEM, f.pub = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), &key.PublicKey
+	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -66,6 +90,8 @@ func (f *fakeIdP) config() propagate.Config {
 		return propagate.Config{Type: "keycloak", URL: f.srv.URL, Realm: "acme", ClientID: fakeClientID, ClientSecret: fakeClientSecret}
 	case "okta":
 		return propagate.Config{Type: "okta", URL: f.srv.URL, APIToken: fakeAPIToken}
+	case "okta-oauth":
+		return propagate.Config{Type: "okta", URL: f.srv.URL, ClientID: fakeClientID, PrivateKey: propagate.Secret(f.keyPEM), PrivateKeyID: "k1", TokenURL: f.srv.URL + "/oauth2/v1/token"}
 	case "entra":
 		return propagate.Config{Type: "entra", URL: f.srv.URL + "/v1.0", ClientID: fakeClientID, ClientSecret: fakeClientSecret, TokenURL: f.srv.URL + "/tenant-1/oauth2/v2.0/token"}
 	}
@@ -79,6 +105,8 @@ func (f *fakeIdP) tokenPath() string {
 		return "/realms/acme/protocol/openid-connect/token"
 	case "entra":
 		return "/tenant-1/oauth2/v2.0/token"
+	case "okta-oauth":
+		return "/oauth2/v1/token"
 	}
 	return ""
 }
@@ -149,7 +177,7 @@ func (f *fakeIdP) serve(w http.ResponseWriter, r *http.Request) {
 	switch f.vendor {
 	case "keycloak":
 		f.keycloak(w, r)
-	case "okta":
+	case "okta", "okta-oauth":
 		f.okta(w, r)
 	case "entra":
 		f.entra(w, r)
@@ -185,7 +213,7 @@ func (f *fakeIdP) unauthorized(w http.ResponseWriter) {
 		// challenge.
 		w.Header().Set("WWW-Authenticate", `Bearer realm="acme"`)
 		w.WriteHeader(http.StatusUnauthorized)
-	case "okta":
+	case "okta", "okta-oauth":
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"errorCode": "E0000011", "errorSummary": "Invalid token provided", "errorLink": "E0000011", "errorId": "oae1", "errorCauses": []any{}})
 	case "entra":
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{"code": "InvalidAuthenticationToken", "message": "Access token has expired or is not yet valid."}})
@@ -229,6 +257,18 @@ func (f *fakeIdP) serveToken(w http.ResponseWriter, r *http.Request) {
 		if !ok || r.PostForm.Has("client_secret") {
 			id = ""
 		}
+	case "okta-oauth":
+		// private_key_jwt (RFC 7523 §2.2) with the Okta scopes.
+		if _, _, basic := r.BasicAuth(); basic || r.PostForm.Has("client_secret") ||
+			r.PostForm.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_client", "error_description": "private_key_jwt required"})
+			return
+		}
+		if r.PostForm.Get("scope") != "okta.users.manage okta.apps.manage" {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_scope"})
+			return
+		}
+		id, secret = f.checkAssertion(r.PostForm.Get("client_assertion")), fakeClientSecret
 	case "entra":
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 		if r.PostForm.Get("scope") != "https://graph.microsoft.com/.default" {
@@ -255,6 +295,33 @@ func (f *fakeIdP) serveToken(w http.ResponseWriter, r *http.Request) {
 		body["ext_expires_in"] = life
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// checkAssertion verifies a client assertion of the service app and
+// returns its client id, or "" when it is not valid: signed by the app's
+// key with kid k1, iss = sub = the client id, aud = the token endpoint,
+// unexpired, a jti never seen before.
+func (f *fakeIdP) checkAssertion(a string) string {
+	msg, err := jws.Parse([]byte(a))
+	if err != nil || len(msg.Signatures()) != 1 {
+		return ""
+	}
+	if kid, _ := msg.Signatures()[0].ProtectedHeaders().KeyID(); kid != "k1" {
+		return ""
+	}
+	tok, err := jwt.Parse([]byte(a), jwt.WithKey(jwa.ES256(), f.pub), jwt.WithValidate(true),
+		jwt.WithIssuer(fakeClientID), jwt.WithSubject(fakeClientID), jwt.WithAudience(f.srv.URL+"/oauth2/v1/token"))
+	if err != nil {
+		return ""
+	}
+	jti, ok := tok.JwtID()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !ok || jti == "" || f.jtis[jti] {
+		return ""
+	}
+	f.jtis[jti] = true
+	return fakeClientID
 }
 
 // keycloak is the Admin REST API of realm acme.

@@ -1,6 +1,13 @@
 package propagate
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -99,4 +106,53 @@ func FuzzRetryAfter(f *testing.F) {
 			t.Fatalf("retryAfter(%q) = %s; want within [0, %s]", v, d, maxRetryAfter)
 		}
 	})
+}
+
+func TestParsePrivateKey(t *testing.T) {
+	pemOf := func(typ string, der []byte) string {
+		return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}))
+	}
+	rsa2048, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	pkcs8 := func(k any) []byte {
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	sec1, _ := x509.MarshalECPrivateKey(p256)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	tests := []struct {
+		name, pem, alg, err string
+	}{
+		{"rsa pkcs8", pemOf("PRIVATE KEY", pkcs8(rsa2048)), "RS256", ""},
+		{"rsa pkcs1", pemOf("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsa2048)), "RS256", ""},
+		{"ec pkcs8", pemOf("PRIVATE KEY", pkcs8(p256)), "ES256", ""},
+		{"ec sec1", pemOf("EC PRIVATE KEY", sec1), "ES256", ""},
+		{"rsa 1024", pemOf("PRIVATE KEY", pkcs8(rsa1024)), "", "at least 2048 bits"},
+		{"p-384", pemOf("PRIVATE KEY", pkcs8(p384)), "", "P-256"},
+		{"ed25519", pemOf("PRIVATE KEY", pkcs8(ed)), "", "only RSA and EC"},
+		{"public key", pemOf("PUBLIC KEY", []byte{1}), "", "not a private key"},
+		{"two blocks", pemOf("PRIVATE KEY", pkcs8(p256)) + pemOf("PRIVATE KEY", pkcs8(p256)), "", "more than one"},
+		{"not pem", "MIIB...", "", "not a PEM"},
+		{"bad der", pemOf("PRIVATE KEY", []byte("junk")), "", "does not parse"},
+	}
+	for _, tt := range tests {
+		key, alg, err := parsePrivateKey(tt.pem)
+		switch {
+		case tt.err == "" && (err != nil || key == nil || alg.String() != tt.alg):
+			t.Errorf("%s: parsePrivateKey = %v, %v; want a key for %s", tt.name, alg, err, tt.alg)
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("%s: parsePrivateKey err = %v; want %q", tt.name, err, tt.err)
+		}
+	}
 }

@@ -53,6 +53,16 @@ func New(cfg Config, client *http.Client, logger *slog.Logger) (Authority, error
 			logger:   logger,
 			name:     name,
 		}
+		if cfg.PrivateKey != "" {
+			key, alg, err := parsePrivateKey(string(cfg.PrivateKey))
+			if err != nil {
+				return nil, fmt.Errorf("propagate: session_authority: private_key: %w", err)
+			}
+			cc.assertion = &privateKeyJWT{clientID: cfg.ClientID, audience: cfg.TokenURL, kid: cfg.PrivateKeyID, key: key, alg: alg}
+			// The scopes of EndUser and RevokeClient
+			// (https://developer.okta.com/docs/guides/implement-oauth-for-okta-serviceapp/main/).
+			cc.scope = "okta.users.manage okta.apps.manage"
+		}
 		if cfg.Type == TypeEntra {
 			// Microsoft's token endpoint documents the secret in the body
 			// and needs the Graph scope

@@ -8,7 +8,8 @@ import (
 
 // okta is Okta's Management API under the org URL, authenticated with an
 // API token ("Authorization: SSWS {token}") or a scoped OAuth 2.0 access
-// token of a service app.
+// token of a service app, obtained with private_key_jwt
+// (https://developer.okta.com/docs/guides/implement-oauth-for-okta-serviceapp/main/).
 type okta struct{ c *conn }
 
 var _ Authority = (*okta)(nil)

@@ -44,11 +44,14 @@ type clientCredentials struct {
 	scope    string // "" sends none
 	// post sends the credentials in the body (client_secret_post) instead
 	// of HTTP Basic (RFC 6749 §2.3.1).
-	post   bool
-	client *http.Client
-	now    func() time.Time
-	logger *slog.Logger
-	name   string
+	post bool
+	// assertion, when set, authenticates with private_key_jwt instead of
+	// the secret.
+	assertion *privateKeyJWT
+	client    *http.Client
+	now       func() time.Time
+	logger    *slog.Logger
+	name      string
 
 	flight singleflight.Group
 	mu     sync.Mutex
@@ -101,7 +104,15 @@ func (c *clientCredentials) fetch(ctx context.Context) (Secret, error) {
 	if c.scope != "" {
 		form.Set("scope", c.scope)
 	}
-	if c.post {
+	switch {
+	case c.assertion != nil:
+		a, err := c.assertion.sign(c.now())
+		if err != nil {
+			return "", &CallError{Op: op, Err: fmt.Errorf("signing the client assertion: %w", err)}
+		}
+		form.Set("client_assertion_type", clientAssertionType)
+		form.Set("client_assertion", a)
+	case c.post:
 		form.Set("client_id", c.clientID)
 		form.Set("client_secret", string(c.secret))
 	}
@@ -111,7 +122,7 @@ func (c *clientCredentials) fetch(ctx context.Context) (Secret, error) {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if !c.post {
+	if !c.post && c.assertion == nil {
 		// RFC 6749 §2.3.1: both are form-urlencoded before Basic encoding.
 		req.SetBasicAuth(url.QueryEscape(c.clientID), url.QueryEscape(string(c.secret)))
 	}
