@@ -9,9 +9,10 @@ import (
 
 // hydra is Ory Hydra's admin API (v2). Every call answers 204, also for
 // an unknown subject or session; errors are OAuth 2.0 error objects.
-// Reference: https://www.ory.sh/docs/hydra/reference/api (operations
-// revokeOAuth2LoginSessions, revokeOAuth2ConsentSessions, deleteOAuth2Token),
-// checked against the v2.3.0 handlers (consent/handler.go, oauth2/handler.go).
+// Reference: https://www.ory.com/docs/reference/openapi/revoke-o-auth-2-login-sessions
+// and https://www.ory.com/docs/reference/openapi/revoke-o-auth-2-consent-sessions;
+// all three calls (with deleteOAuth2Token) checked against the v2.3.0
+// handlers (consent/handler.go, oauth2/handler.go).
 type hydra struct{ c *conn }
 
 var _ Authority = (*hydra)(nil)
