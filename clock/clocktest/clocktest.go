@@ -21,6 +21,8 @@ type Clock struct {
 	now     time.Time
 	step    time.Duration
 	waiters []*waiter
+	// real makes timers, tickers and AfterFunc run on the wall clock.
+	real bool
 }
 
 var _ clock.Clock = (*Clock)(nil)
@@ -39,6 +41,17 @@ func New(start time.Time) *Clock {
 func NewStepping(start time.Time, step time.Duration) *Clock {
 	c := New(start)
 	c.step = step
+	return c
+}
+
+// NewRealTimers returns a clock whose time stands at start (Start when
+// zero) and moves only by Advance and Set, but whose timers, tickers and
+// AfterFunc functions run on the wall clock: for tests of background
+// loops (heartbeats, delivery, resync) that must run on their own while
+// the test decides what time the code reads.
+func NewRealTimers(start time.Time) *Clock {
+	c := New(start)
+	c.real = true
 	return c
 }
 
@@ -138,6 +151,9 @@ func (c *Clock) add(w *waiter, d time.Duration) {
 
 // NewTimer returns a timer that fires when the clock reaches now + d.
 func (c *Clock) NewTimer(d time.Duration) (clock.Timer, <-chan time.Time) {
+	if c.real {
+		return clock.Real().NewTimer(d)
+	}
 	w := &waiter{c: c, ch: make(chan time.Time, 1)}
 	c.add(w, d)
 	return w, w.ch
@@ -148,6 +164,9 @@ func (c *Clock) NewTimer(d time.Duration) (clock.Timer, <-chan time.Time) {
 func (c *Clock) NewTicker(d time.Duration) (clock.Ticker, <-chan time.Time) {
 	if d <= 0 {
 		panic("clocktest: non-positive interval for NewTicker")
+	}
+	if c.real {
+		return clock.Real().NewTicker(d)
 	}
 	w := &waiter{c: c, every: d, ch: make(chan time.Time, 1)}
 	c.add(w, d)
@@ -162,6 +181,9 @@ func (t ticker) Reset(d time.Duration) { t.w.Reset(d) }
 
 // AfterFunc calls f in its own goroutine when the clock reaches now + d.
 func (c *Clock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	if c.real {
+		return clock.Real().AfterFunc(d, f)
+	}
 	w := &waiter{c: c, fn: f}
 	c.add(w, d)
 	return w

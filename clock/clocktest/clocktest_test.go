@@ -120,3 +120,12 @@ func TestSetBackwards(t *testing.T) {
 		t.Errorf("Now after Set: got %v", got)
 	}
 }
+
+func TestRealTimers(t *testing.T) {
+	c := clocktest.NewRealTimers(time.Time{})
+	_, ch := c.NewTimer(time.Millisecond)
+	<-ch // fires on the wall clock, the fake time unmoved
+	if got := c.Now(); !got.Equal(clocktest.Start) {
+		t.Errorf("Now: got %v; want %v", got, clocktest.Start)
+	}
+}
