@@ -15,6 +15,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 const benchN = 1_000_000
@@ -227,10 +229,10 @@ func writeBenchFile(tb testing.TB, path string, n int) {
 func BenchmarkReload1M(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "revocations.db")
 	writeBenchFile(b, path, benchN)
-	now := func() time.Time { return benchT0 }
+	clk := clocktest.New(benchT0)
 	b.ReportAllocs()
 	for b.Loop() {
-		s, err := Open(Config{Path: path, Now: now})
+		s, err := Open(Config{Path: path, Clock: clk})
 		if err != nil {
 			b.Fatal(err)
 		}

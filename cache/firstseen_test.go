@@ -8,14 +8,15 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 func TestFirstSeen(t *testing.T) {
 	for _, durable := range []bool{false, true} {
 		name := map[bool]string{false: "memory", true: "bolt"}[durable]
 		t.Run(name, func(t *testing.T) {
-			clk := &clock{t: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)}
-			cfg := cache.Config{Now: clk.now}
+			clk := clocktest.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
+			cfg := cache.Config{Clock: clk}
 			if durable {
 				cfg.Path = filepath.Join(t.TempDir(), "r.db")
 			}
@@ -25,7 +26,7 @@ func TestFirstSeen(t *testing.T) {
 			}
 			defer func() { _ = s.Close() }()
 			ctx := context.Background()
-			t0 := clk.now()
+			t0 := clk.Now()
 			steps := []struct {
 				key     string
 				until   time.Time
@@ -41,7 +42,7 @@ func TestFirstSeen(t *testing.T) {
 				{key: "c", until: t0, wantErr: cache.ErrInvalidEntry},
 			}
 			for i, st := range steps {
-				clk.add(st.advance)
+				clk.Advance(st.advance)
 				got, err := s.FirstSeen(ctx, st.key, st.until)
 				if !errors.Is(err, st.wantErr) || got != st.want {
 					t.Errorf("step %d: FirstSeen(%q) = %v, %v; want %v, %v", i, st.key, got, err, st.want, st.wantErr)
@@ -64,7 +65,7 @@ func TestFirstSeen(t *testing.T) {
 				t.Errorf("after reopen FirstSeen(a) = %v, %v; want false", got, err)
 			}
 			// b expires at t0+2m; after a sweep it is first seen again.
-			clk.add(2 * time.Minute)
+			clk.Advance(2 * time.Minute)
 			s.Sweep()
 			if got, err := s.FirstSeen(ctx, "b", t0.Add(time.Hour)); err != nil || !got {
 				t.Errorf("after expiry FirstSeen(b) = %v, %v; want true", got, err)

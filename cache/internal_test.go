@@ -12,20 +12,18 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 var testT0 = time.Date(2025, 2, 3, 4, 5, 6, 7, time.UTC)
-
-type testClock struct{ t time.Time }
-
-func (c *testClock) now() time.Time { return c.t }
 
 // TestIndexAgainstMap drives the hash table, its deletion and compaction,
 // and filter rebuilds through random revocations and sweeps, and compares
 // every key with a plain map after each step.
 func TestIndexAgainstMap(t *testing.T) {
-	clk := &testClock{t: testT0}
-	s := openBench(t, Config{Now: clk.now})
+	clk := clocktest.New(testT0)
+	s := openBench(t, Config{Clock: clk})
 	rng := rand.New(rand.NewPCG(1, 2))
 	type key struct {
 		kind          kindCode
@@ -43,7 +41,7 @@ func TestIndexAgainstMap(t *testing.T) {
 	for step := range 40 {
 		for range rng.IntN(4000) {
 			k := keys[rng.IntN(len(keys))]
-			at := clk.t.Add(time.Duration(rng.IntN(1000)) * time.Second)
+			at := clk.Now().Add(time.Duration(rng.IntN(1000)) * time.Second)
 			in := row{kind: k.kind, issuer: k.issuer, value: k.value, revokedAt: at.UnixNano(),
 				expiresAt: at.Add(time.Duration(1+rng.IntN(3600)) * time.Second).UnixNano(), reason: fmt.Sprint(rng.IntN(3))}
 			if _, err := s.Revoke(context.Background(), in.entry()); err != nil {
@@ -54,10 +52,10 @@ func TestIndexAgainstMap(t *testing.T) {
 			}
 			want[k] = in
 		}
-		clk.t = clk.t.Add(time.Duration(rng.IntN(2000)) * time.Second)
+		clk.Advance(time.Duration(rng.IntN(2000)) * time.Second)
 		removed := 0
 		for k, r := range want {
-			if r.expiresAt <= clk.t.UnixNano() {
+			if r.expiresAt <= clk.Now().UnixNano() {
 				delete(want, k)
 				removed++
 			}
@@ -118,8 +116,8 @@ func TestFilterFalsePositiveRate(t *testing.T) {
 }
 
 func TestFilterGrowsAndShrinks(t *testing.T) {
-	clk := &testClock{t: testT0}
-	s := openBench(t, Config{Now: clk.now})
+	clk := clocktest.New(testT0)
+	s := openBench(t, Config{Clock: clk})
 	const n = 5000
 	for i := range n {
 		e := Entry{Kind: KindSession, Value: fmt.Sprint(i), RevokedAt: testT0, ExpiresAt: testT0.Add(time.Minute)}
@@ -134,7 +132,7 @@ func TestFilterGrowsAndShrinks(t *testing.T) {
 	if grown < n {
 		t.Fatalf("filter capacity %d after %d inserts; want >= %d", grown, n, n)
 	}
-	clk.t = testT0.Add(time.Minute)
+	clk.Set(testT0.Add(time.Minute))
 	if got := s.Sweep(); got != n-100 {
 		t.Fatalf("Sweep() = %d; want %d", got, n-100)
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // Unavailable says what a Redis-backed store does once it has been cut off
@@ -200,6 +202,7 @@ type Redis struct {
 	client  redis.UniversalClient
 	log     *slog.Logger
 	now     func() time.Time
+	clk     clock.Clock
 	keys    keyspace
 	timeout time.Duration
 	// epoch is the Redis data set the mirror last synchronised with; only
@@ -290,6 +293,7 @@ func OpenRedis(cfg RedisConfig) (*Redis, error) {
 		local:      local,
 		log:        local.log,
 		now:        local.now,
+		clk:        local.clk,
 		keys:       newKeyspace(o.KeyPrefix, o.StreamMaxLen),
 		timeout:    o.Timeout,
 		failClosed: cfg.OnUnavailable == FailClosed,

@@ -17,6 +17,8 @@ import (
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/cache/redistest"
 	"github.com/oidcgate/oidcgate/cache/storetest"
+	"github.com/oidcgate/oidcgate/clock"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // syncTimeout bounds every wait for propagation; a healthy run needs
@@ -58,7 +60,7 @@ type replicaOpts struct {
 	maxLen        int64
 	onUnavailable cache.Unavailable
 	maxStaleness  time.Duration
-	now           func() time.Time
+	clock         clock.Clock
 	metrics       prometheus.Registerer
 	dir           string // "" for a new one
 }
@@ -74,7 +76,7 @@ func startReplica(t *testing.T, srv *redistest.Server, o replicaOpts) *replica {
 	}
 	s, err := cache.OpenRedis(cache.RedisConfig{
 		Redis:         cache.RedisOptions{Addrs: []string{srv.Addr}, KeyPrefix: o.prefix, StreamMaxLen: o.maxLen, Timeout: 500 * time.Millisecond},
-		Local:         cache.Config{Path: filepath.Join(o.dir, "mirror.db"), Now: o.now},
+		Local:         cache.Config{Path: filepath.Join(o.dir, "mirror.db"), Clock: o.clock},
 		OnUnavailable: o.onUnavailable,
 		MaxStaleness:  o.maxStaleness,
 		Metrics:       o.metrics,
@@ -320,24 +322,6 @@ func TestRedisGarbage(t *testing.T) {
 	}
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestRedisOnUnavailable(t *testing.T) {
 	for _, tt := range []struct {
 		mode       cache.Unavailable
@@ -345,16 +329,16 @@ func TestRedisOnUnavailable(t *testing.T) {
 	}{{cache.FailOpen, false}, {cache.FailClosed, true}} {
 		t.Run(string(tt.mode), func(t *testing.T) {
 			srv := redistest.Start(t)
-			clk := &clock{t: time.Now()}
-			a := startReplica(t, srv, replicaOpts{onUnavailable: tt.mode, maxStaleness: time.Minute, now: clk.now})
+			clk := clocktest.NewRealTimers(time.Now())
+			a := startReplica(t, srv, replicaOpts{onUnavailable: tt.mode, maxStaleness: time.Minute, clock: clk})
 			waitInSync(t, a)
-			innocent := &cache.Credential{Issuer: "https://idp.example.com", JTI: "innocent", IssuedAt: clk.now()}
+			innocent := &cache.Credential{Issuer: "https://idp.example.com", JTI: "innocent", IssuedAt: clk.Now()}
 			srv.Kill(t)
 			waitUntil(t, "out of sync", func() bool { return !a.Status().InSync })
 			if a.IsRevoked(innocent) {
 				t.Fatal("refusing before max_staleness")
 			}
-			clk.add(2 * time.Minute)
+			clk.Advance(2 * time.Minute)
 			if tt.wantRefuse {
 				waitUntil(t, "fail_closed refuses", func() bool { return a.IsRevoked(innocent) && a.Status().Refusing })
 			} else {

@@ -248,7 +248,7 @@ func (r *Redis) writeAcks(ctx context.Context, acks map[string]appliedAck, all b
 // heartbeatLoop records this replica as alive every heartbeat interval
 // until ctx is done, and wakes the ack writer when acks wait.
 func (r *Redis) heartbeatLoop(ctx context.Context) {
-	t := time.NewTicker(r.heartbeat)
+	t, tick := r.clk.NewTicker(r.heartbeat)
 	defer t.Stop()
 	for beats := 0; ; beats++ {
 		if !r.down.Load() {
@@ -265,7 +265,7 @@ func (r *Redis) heartbeatLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		}
 	}
 }

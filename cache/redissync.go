@@ -14,6 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // Timings of the Redis follower and deliverer.
@@ -295,11 +297,11 @@ func (r *Redis) follow(ctx context.Context) {
 }
 
 func (r *Redis) sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
+	t, fired := r.clk.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-t.C:
+	case <-fired:
 	}
 }
 
@@ -434,7 +436,7 @@ func (r *Redis) streamInfo(ctx context.Context) (*redis.XInfoStream, bool, error
 // fullScan reads the stream's position, then every entry key, into the
 // mirror.
 func (r *Redis) fullScan(ctx context.Context) (streamPos, error) {
-	start := time.Now()
+	start := r.clk.Now()
 	info, ok, err := r.streamInfo(ctx)
 	if err != nil {
 		return streamPos{}, err
@@ -472,7 +474,7 @@ func (r *Redis) fullScan(ctx context.Context) (streamPos, error) {
 		return streamPos{}, err
 	}
 	r.resyncs.Add(1)
-	r.log.Info("revocation store: synchronised with redis", "entries", n, "duration", time.Since(start))
+	r.log.Info("revocation store: synchronised with redis", "entries", n, "duration", clock.Since(r.clk, start))
 	return from, nil
 }
 
@@ -559,7 +561,8 @@ func (r *Redis) received(rows []row, fromStream bool) {
 // tailBlock without news it checks the epoch; after each batch it checks
 // that nothing it had not read was trimmed.
 func (r *Redis) tail(ctx context.Context, last *streamPos) error {
-	lastCheck := time.Now()
+	check, checkDue := r.clk.NewTicker(tailBlock)
+	defer check.Stop()
 	for {
 		res, err := r.client.XRead(ctx, &redis.XReadArgs{
 			Streams: []string{r.keys.stream, last.id.String()},
@@ -596,8 +599,8 @@ func (r *Redis) tail(ctx context.Context, last *streamPos) error {
 				return errResync
 			}
 		}
-		if time.Since(lastCheck) >= tailBlock {
-			lastCheck = time.Now()
+		select {
+		case <-checkDue:
 			cctx, cancel := context.WithTimeout(ctx, r.timeout)
 			epoch, err := r.client.Get(cctx, r.keys.epoch).Result()
 			cancel()
@@ -616,6 +619,7 @@ func (r *Redis) tail(ctx context.Context, last *streamPos) error {
 			if !ok || info.EntriesAdded < last.added {
 				return errResync
 			}
+		default:
 		}
 	}
 }
@@ -624,14 +628,14 @@ func (r *Redis) tail(ctx context.Context, last *streamPos) error {
 // follower back in sync) and every deliverPeriod while it holds records
 // that no Revoke is writing itself.
 func (r *Redis) deliver(ctx context.Context) {
-	t := time.NewTicker(deliverPeriod)
+	t, tick := r.clk.NewTicker(deliverPeriod)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
-		case <-t.C:
+		case <-tick:
 		}
 		r.dequeueAcked()
 		if r.down.Load() && r.healthy.Load() {
@@ -795,13 +799,13 @@ func (r *Redis) flushPersist() {
 // watchStaleness puts FailClosed in force once the mirror has been out of
 // sync for longer than MaxStaleness, and lifts it when back in sync.
 func (r *Redis) watchStaleness(ctx context.Context) {
-	t := time.NewTicker(stalenessPeriod)
+	t, tick := r.clk.NewTicker(stalenessPeriod)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		}
 		refuse := r.failClosed && !r.healthy.Load() && r.Staleness() > r.maxStale
 		if r.refuse.Swap(refuse) != refuse {

@@ -12,7 +12,8 @@ import (
 
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/cache/redistest"
-	"github.com/oidcgate/oidcgate/cache/storetest"
+	"github.com/oidcgate/oidcgate/clock"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 var replicaIDPattern = regexp.MustCompile(`^[0-9a-f]{16}$`)
@@ -44,10 +45,9 @@ func TestReplicaIDPersisted(t *testing.T) {
 }
 
 func TestStoreApplied(t *testing.T) {
-	clk := &storetest.Clock{}
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	clk.Set(t0)
-	s, err := cache.Open(cache.Config{Now: clk.Now})
+	clk := clocktest.New(t0)
+	s, err := cache.Open(cache.Config{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,11 +100,11 @@ type ackReplica struct {
 	stopRun func()
 }
 
-func startAckReplica(t *testing.T, srv *redistest.Server, prefix string, now func() time.Time, dir string) *ackReplica {
+func startAckReplica(t *testing.T, srv *redistest.Server, prefix string, clk clock.Clock, dir string) *ackReplica {
 	t.Helper()
 	s, err := cache.OpenRedis(cache.RedisConfig{
 		Redis:             cache.RedisOptions{Addr: srv.Addr, KeyPrefix: prefix, Timeout: 500 * time.Millisecond},
-		Local:             cache.Config{Path: filepath.Join(dir, "mirror.db"), Now: now},
+		Local:             cache.Config{Path: filepath.Join(dir, "mirror.db"), Clock: clk},
 		HeartbeatInterval: 20 * time.Millisecond,
 		ReplicaName:       "host-" + filepath.Base(dir),
 		ReplicaAddr:       "127.0.0.1:9091",
@@ -161,12 +161,11 @@ func waitApplied(t *testing.T, from *ackReplica, e cache.Entry, what string, con
 
 func TestRedisApplied(t *testing.T) {
 	srv := redistest.Start(t)
-	clk := &storetest.Clock{}
 	t0 := time.Now().Truncate(time.Millisecond)
-	clk.Set(t0)
-	a := startAckReplica(t, srv, "ack", clk.Now, t.TempDir())
-	b := startAckReplica(t, srv, "ack", clk.Now, t.TempDir())
-	c := startAckReplica(t, srv, "ack", clk.Now, t.TempDir())
+	clk := clocktest.NewRealTimers(t0)
+	a := startAckReplica(t, srv, "ack", clk, t.TempDir())
+	b := startAckReplica(t, srv, "ack", clk, t.TempDir())
+	c := startAckReplica(t, srv, "ack", clk, t.TempDir())
 	ids := []string{a.ReplicaID(), b.ReplicaID(), c.ReplicaID()}
 	ctx := context.Background()
 	e := liveEntry(cache.KindSub, "alice")
@@ -242,7 +241,7 @@ func TestRedisApplied(t *testing.T) {
 	})
 
 	t.Run("graceful Close marks the replica down at once", func(t *testing.T) {
-		d := startAckReplica(t, srv, "ack", clk.Now, t.TempDir())
+		d := startAckReplica(t, srv, "ack", clk, t.TempDir())
 		waitApplied(t, a, e, "d up", func(st cache.ApplyStatus) bool { r, ok := replicaState(st, d.ReplicaID()); return ok && r.Up })
 		d.stopRun()
 		if err := d.Close(); err != nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // ErrInvalidListOptions is wrapped by List's error for an unknown kind or a
@@ -31,8 +33,9 @@ type Config struct {
 	// SweepInterval between removals of expired entries in Run; 0 means 1
 	// minute.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time `yaml:"-"`
+	// Clock is the clock of expiry, sweeps and replica records; nil means
+	// the wall clock.
+	Clock clock.Clock `yaml:"-"`
 	// Logger receives load and sweep events (never entry values); nil
 	// discards them.
 	Logger *slog.Logger `yaml:"-"`
@@ -71,6 +74,7 @@ const (
 type Store struct {
 	idx  *index
 	now  func() time.Time
+	clk  clock.Clock
 	skew int64
 	cfg  Config
 	log  *slog.Logger
@@ -103,15 +107,14 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = defaultSweepInterval
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
 		idx:  newIndex(),
-		now:  cfg.Now,
+		now:  cfg.Clock.Now,
+		clk:  cfg.Clock,
 		skew: int64(cfg.ClockSkew),
 		cfg:  cfg,
 		log:  cfg.Logger,
@@ -140,8 +143,8 @@ func Open(cfg Config) (*Store, error) {
 
 // load fills the index from the file and deletes expired records.
 func (s *Store) load() error {
-	start := time.Now()
-	now := s.now().UnixNano()
+	start := s.clk.Now()
+	now := start.UnixNano()
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketName); err != nil {
 			return err
@@ -186,7 +189,7 @@ func (s *Store) load() error {
 		}
 		expired = expired[n:]
 	}
-	s.log.Info("revocation store loaded", "path", s.cfg.Path, "entries", s.idx.count.Load(), "duration", time.Since(start))
+	s.log.Info("revocation store loaded", "path", s.cfg.Path, "entries", s.idx.count.Load(), "duration", clock.Since(s.clk, start))
 	return nil
 }
 
@@ -579,7 +582,7 @@ func (s *Store) deleteExpired(keys []row, now int64) error {
 // Run sweeps every SweepInterval until ctx is done or the store is closed,
 // then returns nil.
 func (s *Store) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.SweepInterval)
+	t, tick := s.clk.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -587,7 +590,7 @@ func (s *Store) Run(ctx context.Context) error {
 			return nil
 		case <-s.done:
 			return nil
-		case <-t.C:
+		case <-tick:
 			s.Sweep()
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/cache/storetest"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 func openMemory(t *testing.T, cfg cache.Config) storetest.Store {
@@ -124,7 +125,7 @@ func TestKillHelper(t *testing.T) {
 	if path == "" {
 		t.Skip("child process of TestDurableAcrossKill")
 	}
-	s, err := cache.Open(cache.Config{Path: path, Now: func() time.Time { return killT0 }})
+	s, err := cache.Open(cache.Config{Path: path, Clock: clocktest.New(killT0)})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -198,7 +199,7 @@ func TestDurableAcrossKill(t *testing.T) {
 		t.Fatalf("child acknowledged %d revocations before ending; stdout %q, stderr %q", len(acked), other, stderr.String())
 	}
 
-	s, err := cache.Open(cache.Config{Path: path, Now: func() time.Time { return killT0 }})
+	s, err := cache.Open(cache.Config{Path: path, Clock: clocktest.New(killT0)})
 	if err != nil {
 		t.Fatalf("Open after kill: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // Store is what the suite needs of a revocation store backend.
@@ -50,37 +51,19 @@ const (
 	iss2 = "https://other.example.org/realms/x"
 )
 
-// Clock is a settable clock for cache.Config.Now.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Set moves the clock to t.
-func (c *Clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func newStore(t *testing.T, open Open, cfg cache.Config) (Store, *Clock) {
+func newStore(t *testing.T, open Open, cfg cache.Config) (Store, *clocktest.Clock) {
 	t.Helper()
 	return newStoreAt(t, open, cfg, t0)
 }
 
 // newStoreAt opens a store whose clock starts at now and closes it when the
 // test ends.
-func newStoreAt(t *testing.T, open Open, cfg cache.Config, now time.Time) (Store, *Clock) {
+func newStoreAt(t *testing.T, open Open, cfg cache.Config, now time.Time) (Store, *clocktest.Clock) {
 	t.Helper()
-	clk := &Clock{t: now}
-	cfg.Now = clk.Now
+	// The store reads the test's time; its sweeps and Redis loops run on
+	// the wall clock.
+	clk := clocktest.NewRealTimers(now)
+	cfg.Clock = clk
 	s := open(t, cfg)
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
