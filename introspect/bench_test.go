@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // benchStore is the real revocation store holding n entries of each
 // issued-before kind and of jti, none of which revoke the benchmark token.
 func benchStore(b *testing.B, n int) *cache.Store {
 	b.Helper()
-	s, err := cache.Open(cache.Config{Now: func() time.Time { return t0 }})
+	s, err := cache.Open(cache.Config{Clock: clocktest.New(t0)})
 	if err != nil {
 		b.Fatal(err)
 	}

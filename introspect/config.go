@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // Defaults applied by New for zero values.
@@ -239,8 +240,8 @@ type Config struct {
 	// client of this package with a 10s timeout that follows no redirects
 	// (never http.DefaultClient).
 	HTTPClient *http.Client `yaml:"-"`
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time `yaml:"-"`
+	// Clock is the clock; nil means the wall clock.
+	Clock clock.Clock `yaml:"-"`
 	// Logger receives key-set refresh events (never tokens); nil discards.
 	Logger *slog.Logger `yaml:"-"`
 	// Metrics registers oidcgate_jwks_refresh_total and

@@ -28,6 +28,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // t0 is the fixed "now" of the tests.
@@ -35,25 +36,9 @@ var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
 const testIssuer = "https://idp.example.com"
 
-// clock is an injectable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: t0} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock returns the tests' clock, standing at t0; key-set refreshes
+// run on the wall clock, as in production.
+func newClock() *clocktest.Clock { return clocktest.NewRealTimers(t0) }
 
 // testKeys are the committed keys under testdata/keys.
 type testKeys struct {

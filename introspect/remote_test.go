@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // introspectionIdP is an RFC 7662 endpoint whose answer the test sets.
@@ -110,7 +111,7 @@ func activeClaims() map[string]any {
 type remoteFixture struct {
 	v     *Verifier
 	store *cache.Store
-	clock *clock
+	clock *clocktest.Clock
 	idp   *introspectionIdP
 }
 
@@ -120,7 +121,7 @@ func newRemoteFixture(t *testing.T, change func(*Issuer)) *remoteFixture {
 	keys := loadKeys(t)
 	jw := newIDP(t, jwksJSON(t, []jwkSpec{{pub: &keys.rsa1.PublicKey, kid: "r1", alg: "RS256"}}))
 	clk := newClock()
-	store, err := cache.Open(cache.Config{Now: clk.Now})
+	store, err := cache.Open(cache.Config{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func newRemoteFixture(t *testing.T, change func(*Issuer)) *remoteFixture {
 	if change != nil {
 		change(&is)
 	}
-	v, err := New(Config{Issuers: []Issuer{is}, Revocations: store, Now: clk.Now})
+	v, err := New(Config{Issuers: []Issuer{is}, Revocations: store, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestRemoteActive(t *testing.T) {
 	}
 	// The cache lifetime is min(introspection_cache_ttl, exp - now): after
 	// 1m (the default TTL) the issuer is asked again.
-	f.clock.Add(61 * time.Second)
+	f.clock.Advance(61 * time.Second)
 	if _, err := f.v.Verify(context.Background(), "opaque-token-1"); err != nil {
 		t.Fatalf("Verify after the TTL: %v", err)
 	}
@@ -368,7 +369,7 @@ func FuzzIntrospectionResponse(f *testing.F) {
 	v, err := New(Config{
 		Issuers:     []Issuer{{Issuer: testIssuer, Audiences: []string{"api"}, ClientID: "c", ClientSecret: "s", IntrospectionEndpoint: "https://idp.example.com/i"}},
 		Revocations: newRevocations(),
-		Now:         func() time.Time { return t0 },
+		Clock:       clocktest.New(t0),
 	})
 	if err != nil {
 		f.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // defaultSETMaxAge is SETConfig.MaxAge when zero.
@@ -169,8 +170,8 @@ type SETConfig struct {
 	// HTTPClient fetches key sets; nil means a client of this package with
 	// a 10s timeout that follows no redirects.
 	HTTPClient *http.Client `yaml:"-"`
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time `yaml:"-"`
+	// Clock is the clock; nil means the wall clock.
+	Clock clock.Clock `yaml:"-"`
 	// Logger receives key-set refresh events; nil discards.
 	Logger *slog.Logger `yaml:"-"`
 	// Metrics registers oidcgate_jwks_refresh_total (labelled with the
@@ -283,9 +284,7 @@ func NewSETVerifier(cfg SETConfig) (*SETVerifier, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = defaultClient()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -298,7 +297,7 @@ func NewSETVerifier(cfg SETConfig) (*SETVerifier, error) {
 	}
 	v := &SETVerifier{
 		transmitters: make(map[string]*transmitterState, len(cfg.Transmitters)),
-		now:          cfg.Now,
+		now:          cfg.Clock.Now,
 		skew:         cfg.ClockSkew,
 		maxAge:       cfg.MaxAge,
 		log:          cfg.Logger,
@@ -308,7 +307,7 @@ func NewSETVerifier(cfg SETConfig) (*SETVerifier, error) {
 		v.transmitters[t.Issuer] = &transmitterState{cfg: t, keys: &keySource{
 			issuer:    Issuer{Issuer: t.Issuer, JWKSURI: t.JWKSURI},
 			client:    cfg.HTTPClient,
-			now:       cfg.Now,
+			now:       cfg.Clock.Now,
 			cooldown:  cfg.JWKSMinRefetchInterval,
 			onRefresh: v.refreshed,
 		}}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 const (
@@ -23,7 +25,7 @@ const (
 type setFixture struct {
 	keys  *testKeys
 	idp   *idp
-	clock *clock
+	clock *clocktest.Clock
 	v     *SETVerifier
 }
 
@@ -36,7 +38,7 @@ func newSETFixture(tb testing.TB, mod func(*SETConfig)) *setFixture {
 	cfg := SETConfig{
 		Transmitters: []Transmitter{{Issuer: testTransmitter, JWKSURI: f.idp.jwksURL(), Audience: testSETAudience}},
 		ClockSkew:    30 * time.Second,
-		Now:          f.clock.Now,
+		Clock:        f.clock,
 		Metrics:      prometheus.NewRegistry(),
 	}
 	if mod != nil {
@@ -271,7 +273,7 @@ func TestVerifySETKeys(t *testing.T) {
 	if got := f.idp.jwksHits.Load() - before; got != 0 {
 		t.Errorf("got %d refetches within the cooldown; want 0", got)
 	}
-	f.clock.Add(31 * time.Second)
+	f.clock.Advance(31 * time.Second)
 	raw := signJWS(t, map[string]any{"alg": "RS256", "kid": "unknown", "typ": "secevent+jwt"}, c, "RS256", f.keys.rsa1)
 	_, _ = f.v.VerifySET(t.Context(), raw)
 	if got := f.idp.jwksHits.Load() - before; got != 1 {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // Verifier verifies JWT access tokens of the configured issuers and checks
@@ -32,6 +33,7 @@ type Verifier struct {
 	order        []*issuerState
 	revocations  Revocations
 	now          func() time.Time
+	clk          clock.Clock
 	skew         time.Duration
 	cacheMaxTTL  time.Duration
 	refreshEvery time.Duration
@@ -100,9 +102,7 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = defaultClient()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -132,7 +132,8 @@ func New(cfg Config) (*Verifier, error) {
 	v := &Verifier{
 		issuers:      make(map[string]*issuerState, len(cfg.Issuers)),
 		revocations:  cfg.Revocations,
-		now:          cfg.Now,
+		now:          cfg.Clock.Now,
+		clk:          cfg.Clock,
 		skew:         cfg.ClockSkew,
 		cacheMaxTTL:  cfg.CacheMaxTTL,
 		refreshEvery: cfg.JWKSRefreshInterval,
@@ -147,7 +148,7 @@ func New(cfg Config) (*Verifier, error) {
 		st := &issuerState{cfg: is, keys: &keySource{
 			issuer:    is,
 			client:    cfg.HTTPClient,
-			now:       cfg.Now,
+			now:       cfg.Clock.Now,
 			cooldown:  cfg.JWKSMinRefetchInterval,
 			onRefresh: v.refreshed,
 		}}
@@ -444,7 +445,7 @@ func (v *Verifier) refreshed(issuer string, err error) {
 // JWKSRefreshInterval (subject to the cooldown) until ctx is done, then
 // returns nil. A failed refresh keeps the previous keys.
 func (v *Verifier) Run(ctx context.Context) error {
-	t := time.NewTicker(v.refreshEvery)
+	t, tick := v.clk.NewTicker(v.refreshEvery)
 	defer t.Stop()
 	for {
 		var wg sync.WaitGroup
@@ -455,7 +456,7 @@ func (v *Verifier) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-tick:
 		}
 	}
 }

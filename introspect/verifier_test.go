@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 const hydraIssuer = "http://127.0.0.1:4444"
@@ -43,7 +44,7 @@ func standardJWKS(k *testKeys) []jwkSpec {
 type fixture struct {
 	keys  *testKeys
 	idp   *idp
-	clock *clock
+	clock *clocktest.Clock
 	revs  *memRevocations
 	reg   *prometheus.Registry
 	v     *Verifier
@@ -69,7 +70,7 @@ func newFixture(tb testing.TB, mod func(*Config)) *fixture {
 			InsecureSkipAudienceCheck: true,
 		}},
 		Revocations: f.revs,
-		Now:         f.clock.Now,
+		Clock:       f.clock,
 		Metrics:     f.reg,
 	}
 	if mod != nil {
@@ -515,13 +516,13 @@ func TestCache(t *testing.T) {
 
 	t.Run("an entry past its lifetime on the injected clock is not used", func(t *testing.T) {
 		clk := newClock()
-		g := newFixture(t, func(c *Config) { c.Now = clk.Now })
+		g := newFixture(t, func(c *Config) { c.Clock = clk })
 		s := signJWS(t, hdr("RS256", "rs"), baseClaims(), "RS256", g.keys.rsa1)
 		if _, err := g.v.Verify(t.Context(), s); err != nil {
 			t.Fatal(err)
 		}
 		g.v.results.Wait()
-		clk.Add(10 * time.Minute)
+		clk.Advance(10 * time.Minute)
 		_, err := g.v.Verify(t.Context(), s)
 		if !errors.Is(err, ErrExpired) {
 			t.Fatalf("got %v; want ErrExpired", err)
@@ -628,7 +629,7 @@ func TestUnknownKidCooldown(t *testing.T) {
 		{time.Millisecond, 3},
 	}
 	for n, s := range steps {
-		f.clock.Add(s.advance)
+		f.clock.Advance(s.advance)
 		flood(n)
 		if got := f.idp.jwksHits.Load(); got != s.want {
 			t.Fatalf("step %d: got %d JWKS fetches; want %d", n, got, s.want)
@@ -657,7 +658,7 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := f.v.Verify(t.Context(), rotated); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("within the cooldown: got %v; want ErrInvalidToken", err)
 	}
-	f.clock.Add(30 * time.Second)
+	f.clock.Advance(30 * time.Second)
 	if _, err := f.v.Verify(t.Context(), rotated); err != nil {
 		t.Fatalf("after the cooldown: got %v; want the new key fetched", err)
 	}
@@ -709,7 +710,7 @@ func TestUnavailable(t *testing.T) {
 	}
 
 	f.idp.set(func(p *idp) { p.status = http.StatusOK })
-	f.clock.Add(30 * time.Second)
+	f.clock.Advance(30 * time.Second)
 	if err := f.v.Ready(t.Context()); err != nil {
 		t.Fatalf("Ready after recovery: got %v; want nil", err)
 	}
@@ -720,7 +721,7 @@ func TestUnavailable(t *testing.T) {
 	// A failed refresh keeps the previous keys; an unknown kid while the
 	// source fails cannot be decided.
 	f.idp.set(func(p *idp) { p.status = http.StatusInternalServerError })
-	f.clock.Add(30 * time.Second)
+	f.clock.Advance(30 * time.Second)
 	_, err = f.v.Verify(t.Context(), signJWS(t, hdr("RS256", "new"), baseClaims(), "RS256", f.keys.rsa1))
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("unknown kid while the JWKS fails: got %v; want ErrUnavailable", err)
@@ -769,7 +770,7 @@ func TestKeySetSources(t *testing.T) {
 			if !tt.discovery {
 				is.JWKSURI = p.jwksURL()
 			}
-			v, err := New(Config{Issuers: []Issuer{is}, Revocations: newRevocations(), Now: newClock().Now})
+			v, err := New(Config{Issuers: []Issuer{is}, Revocations: newRevocations(), Clock: newClock()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -828,7 +829,7 @@ func TestRun(t *testing.T) {
 	if got := f.idp.jwksHits.Load(); got != 1 {
 		t.Fatalf("got %d fetches; want 1 (Run and Ready share one fetch, the ticks wait for the cooldown)", got)
 	}
-	f.clock.Add(30 * time.Second)
+	f.clock.Advance(30 * time.Second)
 	<-f.idp.served // a tick after the cooldown refreshes
 	cancel()
 	if err := <-done; err != nil {
@@ -903,7 +904,7 @@ func TestCancelledCallerDoesNotFailSharedFetch(t *testing.T) {
 	v, err := New(Config{
 		Issuers:     []Issuer{{Issuer: testIssuer, JWKSURI: srv.URL, Audiences: []string{"api"}}},
 		Revocations: newRevocations(),
-		Now:         newClock().Now,
+		Clock:       newClock(),
 	})
 	if err != nil {
 		t.Fatal(err)
