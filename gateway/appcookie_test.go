@@ -223,11 +223,11 @@ func TestAppLogoutOnRevocation(t *testing.T) {
 	t.Run("sub revoked before a later login", func(t *testing.T) {
 		e := newEnv(t, nil)
 		b := e.browser(t)
-		e.clock.Add(-time.Hour) // the login is an hour before the revocation
+		e.clock.Advance(-time.Hour) // the login is an hour before the revocation
 		appLogin(t, e, b)
-		e.clock.Add(time.Hour)
+		e.clock.Advance(time.Hour)
 		later := e.browser(t)
-		e.clock.Add(time.Hour)
+		e.clock.Advance(time.Hour)
 		appLogin(t, e, later)
 		e.revoke(t, cache.Entry{Issuer: e.idp.URL, Kind: cache.KindSub, Value: "alice", RevokedAt: e.clock.Now().Add(-30 * time.Minute)})
 		e.app.waitLogout(t)

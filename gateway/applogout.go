@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // App logout defaults (AppLogoutConfig zero values).
@@ -77,6 +78,7 @@ type appLogout struct {
 	client *http.Client
 	log    *slog.Logger
 	now    func() time.Time
+	clk    clock.Clock
 	skew   time.Duration
 	count  map[string]prometheus.Counter
 	// observer learns every outcome; nil means none does.
@@ -110,7 +112,7 @@ type logoutCall struct {
 	cookie        string // the Cookie field: real values, never logged
 }
 
-func newAppLogout(cfg AppLogoutConfig, client *http.Client, log *slog.Logger, now func() time.Time, skew time.Duration, m *metrics) *appLogout {
+func newAppLogout(cfg AppLogoutConfig, client *http.Client, log *slog.Logger, clk clock.Clock, skew time.Duration, m *metrics) *appLogout {
 	cfg.Workers = cmp.Or(cfg.Workers, defaultLogoutWorkers)
 	cfg.QueueSize = cmp.Or(cfg.QueueSize, defaultLogoutQueue)
 	cfg.Timeout = cmp.Or(cfg.Timeout, defaultLogoutTimeout)
@@ -119,7 +121,7 @@ func newAppLogout(cfg AppLogoutConfig, client *http.Client, log *slog.Logger, no
 	cfg.RegistrySize = cmp.Or(cfg.RegistrySize, defaultRegistrySize)
 	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, defaultDrainTimeout)
 	a := &appLogout{
-		cfg: cfg, client: client, log: log, now: now, skew: skew,
+		cfg: cfg, client: client, log: log, now: clk.Now, clk: clk, skew: skew,
 		count: make(map[string]prometheus.Counter, 4),
 		jobs:  make(chan logoutJob, cfg.QueueSize),
 		reg:   registry{max: cfg.RegistrySize, m: make(map[regKey]*regEntry)},
@@ -157,11 +159,11 @@ func (a *appLogout) close() {
 		a.mu.Unlock()
 		done := make(chan struct{})
 		go func() { a.wg.Wait(); close(done) }()
-		t := time.NewTimer(a.cfg.DrainTimeout)
+		t, drained := a.clk.NewTimer(a.cfg.DrainTimeout)
 		defer t.Stop()
 		select {
 		case <-done:
-		case <-t.C:
+		case <-drained:
 			a.cancel()
 			<-done
 		}
@@ -252,9 +254,9 @@ func (a *appLogout) call(c *logoutCall) {
 	attempts := 0
 	for attempts < a.cfg.MaxAttempts {
 		if attempts > 0 {
-			t := time.NewTimer(backoff)
+			t, waited := a.clk.NewTimer(backoff)
 			select {
-			case <-t.C:
+			case <-waited:
 			case <-a.ctx.Done():
 				t.Stop()
 			}

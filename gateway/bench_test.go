@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // BenchmarkProxy compares a bare ReverseProxy with the Gateway on a bearer
@@ -110,7 +111,7 @@ func runProxy(b *testing.B, target, authorization string) {
 // AES-256-GCM, decoding) and the revocation check against a real store
 // holding 10,000 entries, with a realistic RS256 ID token inside.
 func BenchmarkSessionOpen(b *testing.B) {
-	store, err := cache.Open(cache.Config{Now: func() time.Time { return testNow }})
+	store, err := cache.Open(cache.Config{Clock: clocktest.New(testNow)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -36,25 +37,6 @@ const (
 	testSecret       = "0123456789abcdef0123456789abcdef-current"
 	testOldSecret    = "0123456789abcdef0123456789abcdef-retired"
 )
-
-// clock is an injectable clock shared by the gateway, the verifier and
-// the store.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // loadRSA reads a committed test key of package introspect.
 func loadRSA(t testing.TB, name string) *rsa.PrivateKey {
@@ -91,7 +73,7 @@ type authRequest struct {
 type oidcIdP struct {
 	*httptest.Server
 	key   *rsa.PrivateKey
-	clock *clock
+	clock *clocktest.Clock
 
 	mu       sync.Mutex
 	user     user
@@ -104,7 +86,7 @@ type oidcIdP struct {
 	tokenErrors atomic.Int64
 }
 
-func newOIDCIdP(t testing.TB, clk *clock) *oidcIdP {
+func newOIDCIdP(t testing.TB, clk *clocktest.Clock) *oidcIdP {
 	t.Helper()
 	p := &oidcIdP{key: loadRSA(t, "rsa1"), clock: clk, codes: map[string]authRequest{}, user: user{Sub: "alice", SID: "sid-1", Email: "alice@example.com"}}
 	mux := http.NewServeMux()
@@ -328,7 +310,7 @@ func (a *app) noLogout(t testing.TB, e *env) {
 // env is a gateway with browser routes in front of app, logging in at
 // idp, with a real bbolt-backed store, all on a shared fake clock.
 type env struct {
-	clock *clock
+	clock *clocktest.Clock
 	idp   *oidcIdP
 	app   *app
 	store *cache.Store
@@ -344,11 +326,11 @@ const testSkew = 30 * time.Second
 
 func newEnv(t testing.TB, opt func(*Config)) *env {
 	t.Helper()
-	e := &env{clock: &clock{t: testNow}, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &env{clock: clocktest.NewRealTimers(testNow), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	e.idp = newOIDCIdP(t, e.clock)
 	e.app = newApp(t)
 	var err error
-	e.store, err = cache.Open(cache.Config{Path: filepath.Join(t.TempDir(), "revocations.db"), Now: e.clock.Now, ClockSkew: testSkew})
+	e.store, err = cache.Open(cache.Config{Path: filepath.Join(t.TempDir(), "revocations.db"), Clock: e.clock, ClockSkew: testSkew})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +342,7 @@ func newEnv(t testing.TB, opt func(*Config)) *env {
 		}},
 		Revocations: e.store,
 		HTTPClient:  e.idp.Client(),
-		Now:         e.clock.Now,
+		Clock:       e.clock,
 		ClockSkew:   testSkew,
 	})
 	if err != nil {
@@ -388,7 +370,7 @@ func newEnv(t testing.TB, opt func(*Config)) *env {
 		Sessions:   e.store,
 		LiveSIDs:   e.store,
 		HTTPClient: e.idp.Client(),
-		Now:        e.clock.Now,
+		Clock:      e.clock,
 		Metrics:    e.reg,
 		Logger:     slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}

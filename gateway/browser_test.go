@@ -141,7 +141,7 @@ func TestLoginRefused(t *testing.T) {
 		{"no login cookie (callback replayed in another browser)", func(e *env, b *browser, cb *url.URL) {
 			*b = *e.browser(b.t)
 		}, http.StatusBadRequest},
-		{"login state expired", func(e *env, b *browser, cb *url.URL) { e.clock.Add(11 * time.Minute) }, http.StatusBadRequest},
+		{"login state expired", func(e *env, b *browser, cb *url.URL) { e.clock.Advance(11 * time.Minute) }, http.StatusBadRequest},
 		{"nonce mismatch", func(e *env, b *browser, cb *url.URL) {
 			e.idp.mu.Lock()
 			e.idp.nonce = randomToken()
@@ -365,7 +365,7 @@ func TestRevokedSession(t *testing.T) {
 			if !ok {
 				t.Fatal("session cookie does not open")
 			}
-			e.clock.Add(time.Minute)
+			e.clock.Advance(time.Minute)
 			e.revoke(t, tt.entry(e, s.ID))
 			before := e.app.hits.Load()
 			if res := b.get(e.srv.URL+"/app/", nil); res.StatusCode != http.StatusFound {
@@ -381,7 +381,7 @@ func TestRevokedSession(t *testing.T) {
 				t.Errorf("other user's session: got %d; want 200", res.StatusCode)
 			}
 			// Logging in again (after the clock skew) works.
-			e.clock.Add(testSkew + time.Second)
+			e.clock.Advance(testSkew + time.Second)
 			e.idp.setUser(user{Sub: "alice", SID: "sid-3"})
 			if res := b.login(e, "/app/"); res.StatusCode != http.StatusOK {
 				t.Errorf("login after revocation: got %d; want 200", res.StatusCode)
@@ -403,7 +403,7 @@ func TestRevokedSession(t *testing.T) {
 		e := newEnv(t, nil)
 		b := e.browser(t)
 		b.login(e, "/app/")
-		e.clock.Add(8*time.Hour + time.Second)
+		e.clock.Advance(8*time.Hour + time.Second)
 		if res := b.get(e.srv.URL+"/app/", nil); res.StatusCode != http.StatusFound {
 			t.Errorf("expired session: got %d; want 302", res.StatusCode)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -251,8 +252,9 @@ type Config struct {
 	// client of this package with a 10s timeout that follows no redirects
 	// (never http.DefaultClient).
 	HTTPClient *http.Client
-	// Now is the clock of sessions and login state; nil means time.Now.
-	Now func() time.Time
+	// Clock is the clock of sessions, login state, app logout retries and
+	// request durations; nil means the wall clock.
+	Clock clock.Clock
 	// Transport carries proxied requests. Nil means a *http.Transport tuned
 	// for a proxy, shared by all routes: a large keep-alive pool, dial and
 	// TLS timeouts, HTTP/1.1 only (WebSocket upgrades need it), no

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/oidcgate/oidcgate/clock"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -31,6 +32,7 @@ type Gateway struct {
 	log      *slog.Logger
 	noRoute  *routeMetrics
 	now      func() time.Time
+	clk      clock.Clock
 	routes   []*route
 
 	// Forward auth: trusted is nil when every source may ask;
@@ -121,13 +123,11 @@ func New(cfg Config) (*Gateway, error) {
 		verifier: cfg.Verifier,
 		maxAuth:  cmp.Or(cfg.MaxAuthorizationBytes, DefaultMaxAuthorizationBytes),
 		log:      cfg.Logger,
-		now:      cfg.Now,
+		clk:      clock.Or(cfg.Clock),
 	}
+	g.now = g.clk.Now
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
-	}
-	if g.now == nil {
-		g.now = time.Now
 	}
 	if cfg.PublicURL != "" {
 		g.public, _ = url.Parse(cfg.PublicURL) // checked by Validate
@@ -140,7 +140,7 @@ func New(cfg Config) (*Gateway, error) {
 	for _, h := range cfg.ForwardAuth.AllowedRedirectHosts {
 		g.redirectHosts[normalHost(h)] = true
 	}
-	m, err := newMetrics(cfg.Metrics)
+	m, err := newMetrics(cfg.Metrics, g.clk)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.router.MatcherFunc(rt.match).Handler(rt)
 	}
 	if slices.ContainsFunc(routes, func(rt *route) bool { return rt.logoutURL != "" }) {
-		g.appLogout = newAppLogout(cfg.AppLogout, g.client, g.log, g.now, g.skew, m)
+		g.appLogout = newAppLogout(cfg.AppLogout, g.client, g.log, g.clk, g.skew, m)
 		g.appLogout.observer = cfg.AppLogoutObserver
 		g.appLogout.start(cfg.Sessions)
 	}
@@ -344,7 +344,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) notFound(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	start := g.now()
 	http.Error(w, "404 page not found", http.StatusNotFound)
 	g.noRoute.done(decNoRoute, start)
 	g.logDenied(r.Context(), "none", decNoRoute, "")
@@ -415,7 +415,7 @@ func (rt *route) judge(ctx context.Context, h http.Header) verdict {
 
 // ServeHTTP authenticates r as the route requires and proxies it.
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	start := rt.g.now()
 	st := &proxyState{}
 	if rt.sessionIDInPath(r) {
 		// A sealed app cookie is worthless if the app also takes its

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -54,7 +55,7 @@ func newTestIssuer(t testing.TB) *testIssuer {
 		_, _ = io.WriteString(w, jwks)
 	}))
 	t.Cleanup(ti.Close)
-	ti.store, err = cache.Open(cache.Config{Now: func() time.Time { return testNow }})
+	ti.store, err = cache.Open(cache.Config{Clock: clocktest.New(testNow)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func newTestIssuer(t testing.TB) *testIssuer {
 		}},
 		Revocations: ti.store,
 		HTTPClient:  ti.Client(),
-		Now:         func() time.Time { return testNow },
+		Clock:       clocktest.New(testNow),
 	})
 	if err != nil {
 		t.Fatal(err)

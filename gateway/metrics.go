@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // metrics holds the gateway's collectors. The route label is the route's
@@ -15,6 +17,7 @@ type metrics struct {
 	duration  *prometheus.HistogramVec
 	appLogout *prometheus.CounterVec
 	forward   *prometheus.CounterVec
+	clk       clock.Clock
 }
 
 // routeMetrics are one route's label children, resolved at New so that a
@@ -23,10 +26,12 @@ type routeMetrics struct {
 	requests [numDecisions]prometheus.Counter
 	duration prometheus.Observer
 	forwards [numDecisions]prometheus.Counter
+	clk      clock.Clock
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, clk clock.Clock) (*metrics, error) {
 	m := &metrics{
+		clk: clk,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oidcgate_requests_total",
 			Help: "Requests on the public listener by route and decision.",
@@ -58,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) route(label string) *routeMetrics {
-	rm := &routeMetrics{duration: m.duration.WithLabelValues(label)}
+	rm := &routeMetrics{duration: m.duration.WithLabelValues(label), clk: m.clk}
 	for d := range numDecisions {
 		rm.requests[d] = m.requests.WithLabelValues(label, d.String())
 		rm.forwards[d] = m.forward.WithLabelValues(label, d.String())
@@ -69,7 +74,7 @@ func (m *metrics) route(label string) *routeMetrics {
 // done records one finished request.
 func (rm *routeMetrics) done(d decision, start time.Time) {
 	rm.requests[d].Inc()
-	rm.duration.Observe(time.Since(start).Seconds())
+	rm.duration.Observe(clock.Since(rm.clk, start).Seconds())
 }
 
 // forward records one forward-auth decision.
