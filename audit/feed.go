@@ -74,7 +74,7 @@ func (f *Feed) applied(e cache.Entry) {
 		return
 	}
 	rec := RecordOf(EventApplied, e)
-	rec.AppliedAt = time.Now().UTC()
+	rec.AppliedAt = f.log.cfg.Clock.Now().UTC()
 	f.Add(rec)
 }
 

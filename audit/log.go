@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // Audit defaults and bounds.
@@ -186,8 +187,9 @@ type Config struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// Replica names this replica in every record. Empty leaves it out.
 	Replica string `yaml:"-"`
-	// Now is the clock. Nil means time.Now.
-	Now func() time.Time `yaml:"-"`
+	// Clock is the clock of records and rotation. Nil means the wall
+	// clock.
+	Clock clock.Clock `yaml:"-"`
 	// Logger receives rotation and repair notes. Nil discards.
 	Logger *slog.Logger `yaml:"-"`
 	// Anchor is "SEQ:HASH", an "audit head" kept outside this host (the
@@ -276,9 +278,7 @@ func Open(cfg Config) (*Log, error) {
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = defaultAuditMaxBytes
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -588,7 +588,7 @@ func (a *Log) commit(batch []*auditReq, buf []byte) []byte {
 	}
 	seq, prev := a.seq, a.prev
 	errs := make([]error, len(batch))
-	now := a.cfg.Now().UTC()
+	now := a.cfg.Clock.Now().UTC()
 	for i, req := range batch {
 		line, err := a.encode(req.rec, seq, prev, now)
 		if err != nil {
@@ -746,7 +746,7 @@ func (a *Log) rotate() error {
 	if err := a.f.Close(); err != nil {
 		return err
 	}
-	t := a.cfg.Now().UTC()
+	t := a.cfg.Clock.Now().UTC()
 	name := a.cfg.Path + "." + t.Format(rotatedLayout)
 	for {
 		if _, err := os.Lstat(name); errors.Is(err, os.ErrNotExist) {

@@ -14,32 +14,17 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
-
-// auditClock is a fake clock that advances one second per reading.
-type auditClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newAuditClock() *auditClock {
-	return &auditClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *auditClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(time.Second)
-	return c.t
-}
 
 func openTestAudit(t *testing.T, cfg Config) *Log {
 	t.Helper()
 	if cfg.Path == "" {
 		cfg.Path = filepath.Join(t.TempDir(), "audit.jsonl")
 	}
-	if cfg.Now == nil {
-		cfg.Now = newAuditClock().Now
+	if cfg.Clock == nil {
+		// A clock that moves one second per reading, from 12:00:01.
+		cfg.Clock = clocktest.NewStepping(time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC), time.Second)
 	}
 	a, err := Open(cfg)
 	if err != nil {
@@ -361,7 +346,7 @@ func TestAuditedStore(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	a := openTestAudit(t, Config{Path: path})
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	st, err := cache.Open(cache.Config{Now: func() time.Time { return now }})
+	st, err := cache.Open(cache.Config{Clock: clocktest.New(now)})
 	if err != nil {
 		t.Fatalf("cache.Open: %v", err)
 	}

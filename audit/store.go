@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // auditWriteTimeout bounds how long a revocation waits for its record.
@@ -32,8 +33,9 @@ var _ Backend = (*cache.Store)(nil)
 type Store struct {
 	Store Backend
 	Log   *Log
-	// Now is the clock of received_at and applied_at; nil means time.Now.
-	Now func() time.Time
+	// Clock is the clock of received_at and applied_at; nil means the
+	// wall clock.
+	Clock clock.Clock
 
 	mu    sync.Mutex
 	local map[entryKey]int // Revokes of each key in progress through s
@@ -101,8 +103,5 @@ func (s *Store) mark(k entryKey, d int) {
 }
 
 func (s *Store) now() time.Time {
-	if s.Now == nil {
-		return time.Now().UTC()
-	}
-	return s.Now().UTC()
+	return clock.Or(s.Clock).Now().UTC()
 }

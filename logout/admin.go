@@ -85,7 +85,7 @@ func NewAdmin(cfg Config) (*Admin, error) {
 		issuers:     slices.Sorted(maps.Keys(cfg.Lifetimes)),
 		retention:   cfg.retention(),
 		store:       cfg.Store,
-		now:         cfg.Now,
+		now:         cfg.Clock.Now,
 		log:         cfg.Logger,
 		revocations: revocations,
 	}, nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 func TestAdminAuth(t *testing.T) {
@@ -532,7 +533,9 @@ func TestAdminDeclaredLengthTooLarge(t *testing.T) {
 }
 
 func TestAdminBrokenClockIsServerError(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.Now = func() time.Time { return time.Time{} } })
+	broken := clocktest.New(t0)
+	broken.Set(time.Time{})
+	f := newFixture(t, func(c *Config) { c.Clock = broken })
 	w := f.post(t, `{"sub":"alice"}`)
 	if w.Code != http.StatusInternalServerError {
 		t.Fatalf("got %d; want 500 (%s)", w.Code, w.Body)

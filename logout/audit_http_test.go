@@ -13,15 +13,16 @@ import (
 
 	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 func TestAuditHandler(t *testing.T) {
 	f := newFixture(t, nil)
 	at := func(m int) time.Time { return time.Date(2026, 3, 1, 12, m, 0, 0, time.UTC) }
-	var now time.Time
-	a := openTestAudit(t, audit.Config{Path: filepath.Join(t.TempDir(), "audit.jsonl"), MaxBytes: 600, Now: func() time.Time { return now }})
+	clk := clocktest.New(at(0))
+	a := openTestAudit(t, audit.Config{Path: filepath.Join(t.TempDir(), "audit.jsonl"), MaxBytes: 600, Clock: clk})
 	add := func(m int, initiator, sub string) {
-		now = at(m)
+		clk.Set(at(m))
 		r := audit.RecordOf(audit.EventRevocation, cache.Entry{Issuer: issA, Kind: cache.KindSub, Value: sub, RevokedAt: at(m), Initiator: initiator})
 		if err := a.Append(context.Background(), r); err != nil {
 			t.Fatal(err)

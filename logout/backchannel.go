@@ -106,8 +106,8 @@ func NewBackchannel(cfg Config) (*Backchannel, error) {
 		replays:   cfg.Replays,
 		store:     cfg.Store,
 		retention: cfg.retention(),
-		limits:    newLimiter(slices.Collect(maps.Keys(cfg.Lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Now),
-		now:       cfg.Now,
+		limits:    newLimiter(slices.Collect(maps.Keys(cfg.Lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Clock.Now),
+		now:       cfg.Clock.Now,
 		log:       cfg.Logger,
 		results:   results,
 	}, nil

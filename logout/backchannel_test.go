@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // post sends body with Content-Type form to the fixture's Backchannel and
@@ -288,7 +289,7 @@ func TestBackchannelReplay(t *testing.T) {
 	}
 	// A replay later must not move the sub revocation forward (that would
 	// kill a session the user opened after the logout).
-	f.clock.Add(10 * time.Second)
+	f.clock.Advance(10 * time.Second)
 	w := f.post(t, form, formBody(tok), nil)
 	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "already received") {
 		t.Fatalf("replay: got %d %s; want 400 already received", w.Code, w.Body)
@@ -310,7 +311,7 @@ func TestBackchannelReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := newRxFixture(t, rxOptions{path: path})
-	g.clock.Add(20 * time.Second)
+	g.clock.Advance(20 * time.Second)
 	if w := g.post(t, form, formBody(tok), nil); w.Code != http.StatusBadRequest {
 		t.Errorf("replay after restart: got %d %s; want 400", w.Code, w.Body)
 	}
@@ -346,7 +347,7 @@ func TestBackchannelRateLimit(t *testing.T) {
 		t.Errorf("other issuer: got %d; want 200", w.Code)
 	}
 	// A refused token was not recorded as seen: the OP may send it again.
-	f.clock.Add(time.Second)
+	f.clock.Advance(time.Second)
 	if w := send(f.strict, "c"); w.Code != http.StatusOK {
 		t.Errorf("c after 1s: got %d %s; want 200", w.Code, w.Body)
 	}
@@ -367,7 +368,7 @@ func TestBackchannelKeysUnavailable(t *testing.T) {
 		t.Errorf("store entries: got %d; want 0", f.store.Len())
 	}
 	f.jwksFail.Store(false)
-	f.clock.Add(time.Second) // past the key-fetch cooldown
+	f.clock.Advance(time.Second) // past the key-fetch cooldown
 	if w := f.post(t, form, formBody(tok), nil); w.Code != http.StatusOK {
 		t.Errorf("retry: got %d %s; want 200", w.Code, w.Body)
 	}
@@ -495,7 +496,7 @@ func TestBackchannelIssuerWithoutLifetime(t *testing.T) {
 }
 
 func TestLimiter(t *testing.T) {
-	clock := &testClock{t: t0}
+	clock := clocktest.NewRealTimers(t0)
 	l := newLimiter([]string{issA}, 2, 3, clock.Now)
 	tests := []struct {
 		name    string
@@ -514,7 +515,7 @@ func TestLimiter(t *testing.T) {
 		{"unknown issuer", 0, "https://unknown.example", false, 0},
 	}
 	for _, tt := range tests {
-		clock.Add(tt.advance)
+		clock.Advance(tt.advance)
 		ok, wait := l.allow(tt.issuer)
 		if ok != tt.want || wait != tt.wait {
 			t.Errorf("%s: got %v, %v; want %v, %v", tt.name, ok, wait, tt.want, tt.wait)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -169,8 +170,8 @@ type Config struct {
 	// SETs verifies Shared Signals SETs; *introspect.SETVerifier
 	// implements it. Required by NewSSF, unused by the others.
 	SETs SETVerifier
-	// Now is the clock. Nil means time.Now.
-	Now func() time.Time
+	// Clock is the clock. Nil means the wall clock.
+	Clock clock.Clock
 	// Logger receives one info line per accepted revocation. Nil means
 	// discard.
 	Logger *slog.Logger
@@ -300,9 +301,7 @@ func (c Config) withDefaults() Config {
 	if c.SessionMaxAge == 0 {
 		c.SessionMaxAge = defaultSessionMaxAge
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

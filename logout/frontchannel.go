@@ -104,9 +104,9 @@ func NewFrontchannel(cfg Config) (*Frontchannel, error) {
 		live:      cfg.LiveSIDs,
 		off:       off,
 		retention: cfg.retention(),
-		limits:    newLimiter(slices.Collect(maps.Keys(cfg.Lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Now),
-		sources:   newSourceLimiter(rc.SourceRatePerSecond, rc.SourceBurst, maxSources, cfg.Now),
-		now:       cfg.Now,
+		limits:    newLimiter(slices.Collect(maps.Keys(cfg.Lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Clock.Now),
+		sources:   newSourceLimiter(rc.SourceRatePerSecond, rc.SourceBurst, maxSources, cfg.Clock.Now),
+		now:       cfg.Clock.Now,
 		log:       cfg.Logger,
 		results:   results,
 	}, nil

@@ -139,7 +139,7 @@ func TestFrontchannelRateLimitAndFailure(t *testing.T) {
 	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "2" {
 		t.Fatalf("b: got %d, Retry-After %q; want 429, 2", w.Code, w.Header().Get("Retry-After"))
 	}
-	f.clock.Add(2 * time.Second)
+	f.clock.Advance(2 * time.Second)
 	flaky.fail.Store(true)
 	if w := f.get(t, http.MethodGet, q("b"), nil); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("failing store: got %d; want 503 with Retry-After", w.Code)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -49,7 +50,7 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 		Lifetimes: map[string]time.Duration{issA: time.Hour},
 		ClockSkew: skew,
 		Store:     f.store,
-		Now:       func() time.Time { return t0 },
+		Clock:     clocktest.New(t0),
 		Logger:    slog.New(slog.NewJSONHandler(f.logs, nil)),
 		Metrics:   f.reg,
 	}
@@ -68,7 +69,7 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 // t0, the fixture's.
 func openStore(t testing.TB) *cache.Store {
 	t.Helper()
-	s, err := cache.Open(cache.Config{Now: func() time.Time { return t0 }})
+	s, err := cache.Open(cache.Config{Clock: clocktest.New(t0)})
 	if err != nil {
 		t.Fatalf("cache.Open: %v", err)
 	}

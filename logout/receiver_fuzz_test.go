@@ -96,7 +96,7 @@ func TestReceiverFuzzCorpusAccepted(t *testing.T) {
 			}
 			// The committed tokens were minted at t0; iat must be recent for
 			// the Hydra-like one.
-			fx.clock.Add(time.Second)
+			fx.clock.Advance(time.Second)
 			if w := fx.post(t, ct, body, nil); w.Code != http.StatusOK {
 				t.Errorf("got %d %s; want 200", w.Code, w.Body)
 			}

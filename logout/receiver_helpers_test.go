@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -38,24 +38,6 @@ const (
 	hydraPath = "/hydra"
 )
 
-// testClock is the receivers' injectable clock, starting at t0.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // rxFixture is a Backchannel and a Frontchannel on a real introspect
 // Verifier (keys from an httptest JWKS server) and a real cache.Store.
 type rxFixture struct {
@@ -63,7 +45,7 @@ type rxFixture struct {
 	strict   string // issuer URL, InsecureLogoutTokenWithoutExp off
 	hydra    string // issuer URL, InsecureLogoutTokenWithoutExp on
 	jwksFail atomic.Bool
-	clock    *testClock
+	clock    *clocktest.Clock
 	store    *cache.Store
 	bc       *Backchannel
 	fc       *Frontchannel
@@ -104,7 +86,7 @@ const fixedIssuerBase = "http://127.0.0.1:1"
 
 func newRxFixture(tb testing.TB, o rxOptions) *rxFixture {
 	tb.Helper()
-	f := &rxFixture{key: loadKey(tb), clock: &testClock{t: t0}, reg: prometheus.NewRegistry(), logs: new(bytes.Buffer)}
+	f := &rxFixture{key: loadKey(tb), clock: clocktest.NewRealTimers(t0), reg: prometheus.NewRegistry(), logs: new(bytes.Buffer)}
 	jwks := jwksOf(tb, &f.key.PublicKey)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f.jwksFail.Load() {
@@ -125,7 +107,7 @@ func newRxFixture(tb testing.TB, o rxOptions) *rxFixture {
 	default:
 		storePath = o.path
 	}
-	s, err := cache.Open(cache.Config{Path: storePath, Now: f.clock.Now, ClockSkew: skew})
+	s, err := cache.Open(cache.Config{Path: storePath, Clock: f.clock, ClockSkew: skew})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -139,7 +121,7 @@ func newRxFixture(tb testing.TB, o rxOptions) *rxFixture {
 		},
 		ClockSkew:              skew,
 		Revocations:            s,
-		Now:                    f.clock.Now,
+		Clock:                  f.clock,
 		JWKSMinRefetchInterval: time.Nanosecond,
 	})
 	if err != nil {
@@ -154,7 +136,7 @@ func newRxFixture(tb testing.TB, o rxOptions) *rxFixture {
 		Verifier:  v,
 		Replays:   s,
 		LiveSIDs:  s,
-		Now:       f.clock.Now,
+		Clock:       f.clock,
 		Logger:    slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:   f.reg,
 	}

@@ -176,8 +176,8 @@ func NewSSF(cfg Config) (*SSF, error) {
 		store:     cfg.Store,
 		retention: cfg.retention(),
 		allowed:   allowed,
-		limits:    newLimiter(transmitters, rc.RatePerSecond, rc.Burst, cfg.Now),
-		now:       cfg.Now,
+		limits:    newLimiter(transmitters, rc.RatePerSecond, rc.Burst, cfg.Clock.Now),
+		now:       cfg.Clock.Now,
 		log:       cfg.Logger,
 		events:    events,
 	}, nil

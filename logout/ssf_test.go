@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -42,7 +43,7 @@ type ssfFixture struct {
 	key      *rsa.PrivateKey
 	other    *rsa.PrivateKey
 	jwksFail atomic.Bool
-	clock    *testClock
+	clock    *clocktest.Clock
 	store    *cache.Store
 	rx       *SSF
 	reg      *prometheus.Registry
@@ -80,7 +81,7 @@ func newSSFFixture(tb testing.TB, o ssfOptions) *ssfFixture {
 	if o.issuers == nil {
 		o.issuers = []string{issA, issB}
 	}
-	f := &ssfFixture{key: loadRSA(tb, "rsa1"), other: loadRSA(tb, "rsa2"), clock: &testClock{t: t0}, reg: prometheus.NewRegistry(), logs: new(bytes.Buffer)}
+	f := &ssfFixture{key: loadRSA(tb, "rsa1"), other: loadRSA(tb, "rsa2"), clock: clocktest.NewRealTimers(t0), reg: prometheus.NewRegistry(), logs: new(bytes.Buffer)}
 	pub, err := jwk.Import(&f.key.PublicKey)
 	if err != nil {
 		tb.Fatal(err)
@@ -114,7 +115,7 @@ func newSSFFixture(tb testing.TB, o ssfOptions) *ssfFixture {
 	default:
 		path = o.path
 	}
-	s, err := cache.Open(cache.Config{Path: path, Now: f.clock.Now, ClockSkew: skew})
+	s, err := cache.Open(cache.Config{Path: path, Clock: f.clock, ClockSkew: skew})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func newSSFFixture(tb testing.TB, o ssfOptions) *ssfFixture {
 	v, err := introspect.NewSETVerifier(introspect.SETConfig{
 		Transmitters:           []introspect.Transmitter{{Issuer: transmitter, JWKSURI: srv.URL, Audience: ssfAudience, AuthorizationHeader: o.auth, Issuers: o.issuers}},
 		ClockSkew:              skew,
-		Now:                    f.clock.Now,
+		Clock:                  f.clock,
 		JWKSMinRefetchInterval: time.Nanosecond,
 	})
 	if err != nil {
@@ -136,7 +137,7 @@ func newSSFFixture(tb testing.TB, o ssfOptions) *ssfFixture {
 		Store:     s,
 		SETs:      v,
 		Replays:   s,
-		Now:       f.clock.Now,
+		Clock:     f.clock,
 		Logger:    slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:   f.reg,
 	}
@@ -453,7 +454,7 @@ func TestSSFReplay(t *testing.T) {
 		t.Fatalf("first: got %d %s; want 202", w.Code, w.Body)
 	}
 	before := f.entries(t)
-	f.clock.Add(10 * time.Minute)
+	f.clock.Advance(10 * time.Minute)
 	if w := f.push(t, ssfRequest(setType, raw, "")); w.Code != http.StatusAccepted || w.Body.Len() != 0 {
 		t.Fatalf("replay: got %d %q; want 202 with an empty body", w.Code, w.Body)
 	}
@@ -487,7 +488,7 @@ func TestSSFDurableBefore202(t *testing.T) {
 	if err := f.store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := cache.Open(cache.Config{Path: path, Now: f.clock.Now, ClockSkew: skew})
+	s, err := cache.Open(cache.Config{Path: path, Clock: f.clock, ClockSkew: skew})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,7 +555,7 @@ func TestSSFRateLimit(t *testing.T) {
 	if got := push("b"); got != http.StatusTooManyRequests {
 		t.Fatalf("second: got %d; want 429", got)
 	}
-	f.clock.Add(time.Second)
+	f.clock.Advance(time.Second)
 	if got := push("b"); got != http.StatusAccepted {
 		t.Fatalf("after a second, the refused SET again: got %d; want 202", got)
 	}
