@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // TestMain lets the test binary serve the child roles (upstream, bare
@@ -39,7 +40,7 @@ func TestWriteStoreLoads(t *testing.T) {
 			if err := writeStore(dir, iss, n, now); err != nil {
 				t.Fatal(err)
 			}
-			s, err := cache.Open(cache.Config{Path: filepath.Join(dir, storeFile), Now: func() time.Time { return now }})
+			s, err := cache.Open(cache.Config{Path: filepath.Join(dir, storeFile), Clock: clocktest.New(now)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -28,6 +28,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/oidcgate/oidcgate/clock"
 	"github.com/oidcgate/oidcgate/gateway"
 	"github.com/oidcgate/oidcgate/introspect"
 	"github.com/oidcgate/oidcgate/logout"
@@ -182,6 +183,7 @@ type demoIssuer struct {
 	srv          *http.Server
 	done         chan struct{}
 	client       *http.Client
+	clk          clock.Clock
 
 	mu          sync.Mutex
 	codes       map[string]demoCode
@@ -230,7 +232,7 @@ func startDemoIssuer() (*demoIssuer, error) {
 	}
 	d := &demoIssuer{
 		url: "http://" + ln.Addr().String(), clientSecret: secret, key: key, done: make(chan struct{}),
-		client: &http.Client{Timeout: 10 * time.Second}, codes: map[string]demoCode{},
+		client: &http.Client{Timeout: 10 * time.Second}, codes: map[string]demoCode{}, clk: clock.Real(),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
@@ -294,11 +296,11 @@ func (d *demoIssuer) login(w http.ResponseWriter, r *http.Request) {
 	}
 	d.mu.Lock()
 	for c, v := range d.codes {
-		if time.Now().After(v.expires) {
+		if d.clk.Now().After(v.expires) {
 			delete(d.codes, c)
 		}
 	}
-	d.codes[code] = demoCode{sub: sub, nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), redirect: redirect, expires: time.Now().Add(time.Minute)}
+	d.codes[code] = demoCode{sub: sub, nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), redirect: redirect, expires: d.clk.Now().Add(time.Minute)}
 	d.mu.Unlock()
 	back := url.Values{"code": {code}, "state": {q.Get("state")}, "iss": {d.url}}
 	http.Redirect(w, r, redirect+"?"+back.Encode(), http.StatusFound)
@@ -344,7 +346,7 @@ func (d *demoIssuer) exchange(w http.ResponseWriter, r *http.Request) {
 	delete(d.codes, code)
 	d.mu.Unlock()
 	sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
-	if !found || time.Now().After(c.expires) || c.redirect != r.PostForm.Get("redirect_uri") ||
+	if !found || d.clk.Now().After(c.expires) || c.redirect != r.PostForm.Get("redirect_uri") ||
 		base64.RawURLEncoding.EncodeToString(sum[:]) != c.challenge {
 		w.WriteHeader(http.StatusBadRequest)
 		writeJSON(w, map[string]string{"error": "invalid_grant"})
@@ -403,7 +405,7 @@ func (d *demoIssuer) sign(typ, sub string, aud []string, life time.Duration, ext
 	if err != nil {
 		return "", err
 	}
-	now := time.Now()
+	now := d.clk.Now()
 	b := jwt.NewBuilder().Issuer(d.url).Subject(sub).Audience(aud).
 		IssuedAt(now).NotBefore(now).Expiration(now.Add(life)).JwtID(jti)
 	for k, v := range extra {
@@ -437,6 +439,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 type demoApp struct {
 	url string
 	srv *http.Server
+	clk clock.Clock
 
 	mu       sync.Mutex
 	sessions map[string]demoAppSession
@@ -452,7 +455,7 @@ func startDemoApp() (*demoApp, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &demoApp{url: "http://" + ln.Addr().String(), sessions: map[string]demoAppSession{}}
+	a := &demoApp{url: "http://" + ln.Addr().String(), sessions: map[string]demoAppSession{}, clk: clock.Real()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/app/", a.serveApp)
 	mux.HandleFunc("/app", a.serveApp)
@@ -495,7 +498,7 @@ func (a *demoApp) serveApp(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "no randomness", http.StatusInternalServerError)
 			return
 		}
-		s, fresh = demoAppSession{user: r.Header.Get("X-User"), since: time.Now()}, true
+		s, fresh = demoAppSession{user: r.Header.Get("X-User"), since: a.clk.Now()}, true
 		a.sessions[id] = s
 		http.SetCookie(w, &http.Cookie{Name: demoAppCookie, Value: id, Path: "/app", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	}
