@@ -170,7 +170,13 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if o.oidcgate == "" {
 		o.oidcgate = filepath.Join(work, "oidcgate")
 		fmt.Fprintln(stdout, "building oidcgate ...")
-		if _, err := output(ctx, "go", "build", "-o", o.oidcgate, "github.com/oidcgate/oidcgate/cmd/oidcgate"); err != nil {
+		// bench is a module of its own: oidcgate is built in its module
+		// (the directory bench's go.mod replaces it with).
+		root, err := output(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/oidcgate/oidcgate")
+		if err != nil {
+			return err
+		}
+		if _, err := output(ctx, "go", "build", "-C", root, "-o", o.oidcgate, "./cmd/oidcgate"); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 # Binaries are cached here between runs.
 BIN="${OIDCGATE_BENCH_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/oidcgate-bench}"
 mkdir -p "$BIN"
+BIN="$(cd "$BIN" && pwd)"
 
 apt_install() {
 	if [ "$(id -u)" = 0 ]; then
@@ -28,7 +29,9 @@ if ! { [ -x "$BIN/oauth2-proxy" ] && go version -m "$BIN/oauth2-proxy" | grep -q
 fi
 
 go build -o "$BIN/oidcgate" ./cmd/oidcgate
-go build -o "$BIN/bench" ./bench
+# bench is a module of its own (bench/go.mod): gonum/plot stays out of
+# oidcgate's module.
+go build -C bench -o "$BIN/bench" .
 
 OIDCGATE_BENCH_COMMAND="$(echo "bench/run.sh $*" | sed "s/ *$//")" exec "$BIN/bench" \
 	-oidcgate "$BIN/oidcgate" -oauth2-proxy "$BIN/oauth2-proxy" -out bench "$@"
