@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/logout"
 )
 
@@ -20,39 +22,41 @@ func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("revoke", "revoke --sub|--sid|--jti|--client|--session VALUE [--issuer ISS] [--reason TEXT] [--url URL]\n\n"+
 		"The admin token is read from $OIDCGATE_ADMIN_TOKEN or --token-file (never a flag: flags show in ps).\n"+
 		"The admin API URL is --url, else $OIDCGATE_ADMIN_URL, else "+defaultAdminURL(), stderr)
-	var req logout.RevokeRequest
-	fs.StringVar(&req.Sub, "sub", "", "revoke every credential of this subject issued until now")
-	fs.StringVar(&req.SID, "sid", "", "revoke this IdP session id")
-	fs.StringVar(&req.JTI, "jti", "", "revoke the token with this jti")
-	fs.StringVar(&req.ClientID, "client", "", "revoke every token issued to this client_id until now")
-	fs.StringVar(&req.Session, "session", "", "revoke this gateway session id")
-	fs.StringVar(&req.Issuer, "issuer", "", "issuer the value belongs to (default: the gateway's only issuer)")
-	fs.StringVar(&req.Reason, "reason", "", "free text recorded with the revocation")
-	baseURL := fs.String("url", "", "base `URL` of the gateway's internal listener")
-	tokenFile := fs.String("token-file", "", "read the admin token from this `file`")
+	target := addTargetFlags(fs, targetHelp{
+		cache.KindSub:     "revoke every credential of this subject issued until now",
+		cache.KindSID:     "revoke this IdP session id",
+		cache.KindJTI:     "revoke the token with this jti",
+		cache.KindClient:  "revoke every token issued to this client_id until now",
+		cache.KindSession: "revoke this gateway session id",
+	})
+	reason := fs.String("reason", "", "free text recorded with the revocation")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	set := 0
-	for _, v := range []string{req.Sub, req.SID, req.JTI, req.ClientID, req.Session} {
-		if v != "" {
-			set++
-		}
-	}
-	if set != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: give exactly one of --sub, --sid, --jti, --client, --session", errUsage)
-	}
-	token, err := adminToken(*tokenFile)
+	kind, value, err := target.one(fs)
 	if err != nil {
 		return err
 	}
-	if *baseURL == "" {
-		*baseURL = defaultAdminURL()
+	baseURL, token, err := target.api()
+	if err != nil {
+		return err
+	}
+	req := logout.RevokeRequest{Issuer: *target.issuer, Reason: *reason}
+	switch kind {
+	case cache.KindSub:
+		req.Sub = value
+	case cache.KindSID:
+		req.SID = value
+	case cache.KindJTI:
+		req.JTI = value
+	case cache.KindClient:
+		req.ClientID = value
+	case cache.KindSession:
+		req.Session = value
 	}
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
-	entry, err := logout.RevokeRemote(ctx, &http.Client{Timeout: revokeTimeout}, *baseURL, token, req)
+	entry, err := logout.RevokeRemote(ctx, &http.Client{Timeout: revokeTimeout}, baseURL, token, req)
 	if err != nil {
 		return fmt.Errorf("revocation failed: %w", err)
 	}
@@ -80,4 +84,67 @@ func adminToken(file string) (string, error) {
 		return t, nil
 	}
 	return "", fmt.Errorf("%w: no admin token: set OIDCGATE_ADMIN_TOKEN or pass --token-file", errUsage)
+}
+
+// targetHelp is the help text of each target flag.
+type targetHelp map[cache.Kind]string
+
+// targetFlags are the flags shared by the commands that call the admin
+// API about one revocation target (revoke, verify-revocation): exactly
+// one of --sub, --sid, --jti, --client, --session; --issuer; and how to
+// reach the API (--url, --token-file).
+type targetFlags struct {
+	values    map[cache.Kind]*string
+	issuer    *string
+	baseURL   *string
+	tokenFile *string
+}
+
+// targetFlagNames are the target flags, in the order of the usage text.
+var targetFlagNames = []struct {
+	name string
+	kind cache.Kind
+}{
+	{"sub", cache.KindSub}, {"sid", cache.KindSID}, {"jti", cache.KindJTI},
+	{"client", cache.KindClient}, {"session", cache.KindSession},
+}
+
+func addTargetFlags(fs *flag.FlagSet, help targetHelp) *targetFlags {
+	t := &targetFlags{values: make(map[cache.Kind]*string, len(targetFlagNames))}
+	for _, f := range targetFlagNames {
+		t.values[f.kind] = fs.String(f.name, "", help[f.kind])
+	}
+	t.issuer = fs.String("issuer", "", "issuer the value belongs to (default: the gateway's only issuer)")
+	t.baseURL = fs.String("url", "", "base `URL` of the gateway's internal listener")
+	t.tokenFile = fs.String("token-file", "", "read the admin token from this `file`")
+	return t
+}
+
+// one returns the one target given, or a usage error.
+func (t *targetFlags) one(fs *flag.FlagSet) (cache.Kind, string, error) {
+	var kind cache.Kind
+	var value string
+	set := 0
+	for k, v := range t.values {
+		if *v != "" {
+			kind, value = k, *v
+			set++
+		}
+	}
+	if set != 1 {
+		fs.Usage()
+		return "", "", fmt.Errorf("%w: give exactly one of --sub, --sid, --jti, --client, --session", errUsage)
+	}
+	return kind, value, nil
+}
+
+// api returns the admin API's base URL and the admin token.
+func (t *targetFlags) api() (baseURL, token string, err error) {
+	if token, err = adminToken(*t.tokenFile); err != nil {
+		return "", "", err
+	}
+	if *t.baseURL == "" {
+		return defaultAdminURL(), token, nil
+	}
+	return *t.baseURL, token, nil
 }

@@ -24,50 +24,29 @@ func cmdVerifyRevocation(ctx context.Context, args []string, stdout, stderr io.W
 		"it is applied everywhere, 1 otherwise (pending, down replicas, not revoked, or no answer).\n"+
 		"The admin token is read from $OIDCGATE_ADMIN_TOKEN or --token-file (never a flag: flags show in ps).\n"+
 		"The admin API URL is --url, else $OIDCGATE_ADMIN_URL, else "+defaultAdminURL(), stderr)
-	values := map[cache.Kind]*string{}
-	for _, f := range []struct {
-		name string
-		kind cache.Kind
-		help string
-	}{
-		{"sub", cache.KindSub, "the subject whose revocation to verify"},
-		{"sid", cache.KindSID, "the IdP session id"},
-		{"jti", cache.KindJTI, "the token jti"},
-		{"client", cache.KindClient, "the client_id"},
-		{"session", cache.KindSession, "the gateway session id"},
-	} {
-		values[f.kind] = fs.String(f.name, "", f.help)
-	}
-	issuer := fs.String("issuer", "", "issuer the value belongs to (default: the gateway's only issuer)")
+	target := addTargetFlags(fs, targetHelp{
+		cache.KindSub:     "the subject whose revocation to verify",
+		cache.KindSID:     "the IdP session id",
+		cache.KindJTI:     "the token jti",
+		cache.KindClient:  "the client_id",
+		cache.KindSession: "the gateway session id",
+	})
 	asJSON := fs.Bool("json", false, "print the admin API's JSON answer instead of text")
-	baseURL := fs.String("url", "", "base `URL` of the gateway's internal listener")
-	tokenFile := fs.String("token-file", "", "read the admin token from this `file`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var q logout.StatusQuery
-	set := 0
-	for kind, v := range values {
-		if *v != "" {
-			q.Kind, q.Value = kind, *v
-			set++
-		}
-	}
-	if set != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: give exactly one of --sub, --sid, --jti, --client, --session", errUsage)
-	}
-	q.Issuer = *issuer
-	token, err := adminToken(*tokenFile)
+	kind, value, err := target.one(fs)
 	if err != nil {
 		return err
 	}
-	if *baseURL == "" {
-		*baseURL = defaultAdminURL()
+	baseURL, token, err := target.api()
+	if err != nil {
+		return err
 	}
+	q := logout.StatusQuery{Kind: kind, Value: value, Issuer: *target.issuer}
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
-	st, err := logout.StatusRemote(ctx, &http.Client{Timeout: revokeTimeout}, *baseURL, token, q)
+	st, err := logout.StatusRemote(ctx, &http.Client{Timeout: revokeTimeout}, baseURL, token, q)
 	if err != nil {
 		return fmt.Errorf("could not verify: %w", err)
 	}
