@@ -263,7 +263,7 @@ func TestAppLogoutLazy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(restarted.Close)
+	run(t, restarted)
 	var served atomic.Int64
 	e.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)

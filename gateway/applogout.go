@@ -89,8 +89,9 @@ type appLogout struct {
 	jobs   chan logoutJob
 	wg     sync.WaitGroup
 
-	mu       sync.RWMutex // guards closed and sends on jobs
+	mu       sync.RWMutex // guards closed, started and sends on jobs
 	closed   bool
+	started  bool
 	unsub    func()
 	closeOne sync.Once
 
@@ -132,18 +133,29 @@ func newAppLogout(cfg AppLogoutConfig, client *http.Client, log *slog.Logger, cl
 	return a
 }
 
-// start subscribes to the store and starts the workers.
-func (a *appLogout) start(store SessionStore) {
+// subscribe registers with the store: what it reports waits in the
+// bounded queue until run starts the workers.
+func (a *appLogout) subscribe(store SessionStore) {
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	for range a.cfg.Workers {
-		a.wg.Add(1)
-		go a.work()
-	}
 	a.unsub = store.Subscribe(func(e cache.Entry) {
 		if e.Kind == cache.KindSession || e.Kind == cache.KindSID || e.Kind == cache.KindSub {
 			a.enqueue(logoutJob{entry: &e})
 		}
 	})
+}
+
+// run starts the workers, once; not after close.
+func (a *appLogout) run() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed || a.started {
+		return
+	}
+	a.started = true
+	for range a.cfg.Workers {
+		a.wg.Add(1)
+		go a.work()
+	}
 }
 
 // close stops the subscription, lets the workers finish the queue within

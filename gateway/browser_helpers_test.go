@@ -381,7 +381,7 @@ func newEnv(t testing.TB, opt func(*Config)) *env {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	t.Cleanup(e.gw.Close)
+	run(t, e.gw)
 	handler.Store(e.gw)
 	return e
 }

@@ -101,9 +101,9 @@ var _ http.Handler = (*Gateway)(nil)
 // New validates cfg, applies defaults and builds the router and one
 // ReverseProxy per route. It requires cfg.Verifier when a route uses bearer
 // or either auth, and cfg.IDTokens and cfg.Sessions when a route uses
-// browser or either auth. It does no network I/O. Its only side effects:
-// when a route has an app_logout_url, it subscribes to cfg.Sessions and
-// starts the app logout workers, which Close stops.
+// browser or either auth. It does no network I/O and starts no goroutine
+// (Run does). Its only side effect: when a route has an app_logout_url, it
+// subscribes to cfg.Sessions, which Close ends.
 func New(cfg Config) (*Gateway, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -202,7 +202,7 @@ func New(cfg Config) (*Gateway, error) {
 	if slices.ContainsFunc(routes, func(rt *route) bool { return rt.logoutURL != "" }) {
 		g.appLogout = newAppLogout(cfg.AppLogout, g.client, g.log, g.clk, g.skew, m)
 		g.appLogout.observer = cfg.AppLogoutObserver
-		g.appLogout.start(cfg.Sessions)
+		g.appLogout.subscribe(cfg.Sessions)
 	}
 	return g, nil
 }
@@ -251,6 +251,18 @@ func (g *Gateway) setupSessions(cfg Config) error {
 			Transport:     newTransport(),
 		}
 	}
+	return nil
+}
+
+// Run does the Gateway's background work — the app logout calls — until
+// ctx is done, then returns nil; Close stops it. New starts nothing: until
+// Run, the revocations and calls that app logout learns of wait in its
+// bounded queue.
+func (g *Gateway) Run(ctx context.Context) error {
+	if g.appLogout != nil {
+		g.appLogout.run()
+	}
+	<-ctx.Done()
 	return nil
 }
 

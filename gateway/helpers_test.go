@@ -184,6 +184,7 @@ func serve(t testing.TB, cfg Config) *httptest.Server {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	run(t, gw)
 	srv := httptest.NewServer(gw)
 	t.Cleanup(srv.Close)
 	return srv
@@ -274,4 +275,18 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// run runs gw's background work until the test ends, then closes gw.
+func run(t testing.TB, gw *Gateway) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		gw.Close()
+	})
 }

@@ -380,6 +380,7 @@ func (a *gatewayApp) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(bg)
 	g.Go(func() error { return a.store.Run(gctx) })
 	g.Go(func() error { return a.verifier.Run(gctx) })
+	g.Go(func() error { return a.gw.Run(gctx) })
 	g.Go(func() error { return serve(a.public, a.publicLn) })
 	g.Go(func() error { return serve(a.internal, a.intLn) })
 	if a.grpc != nil {
