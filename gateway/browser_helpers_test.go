@@ -6,17 +6,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -29,6 +26,7 @@ import (
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/introspect"
+	"github.com/oidcgate/oidcgate/introspect/introspecttest"
 )
 
 const (
@@ -37,24 +35,6 @@ const (
 	testSecret       = "0123456789abcdef0123456789abcdef-current"
 	testOldSecret    = "0123456789abcdef0123456789abcdef-retired"
 )
-
-// loadRSA reads a committed test key of package introspect.
-func loadRSA(t testing.TB, name string) *rsa.PrivateKey {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "introspect", "testdata", "keys", name+".pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s: no PEM block", name)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k.(*rsa.PrivateKey)
-}
 
 // user is who the test IdP logs in next.
 type user struct {
@@ -88,7 +68,7 @@ type oidcIdP struct {
 
 func newOIDCIdP(t testing.TB, clk *clocktest.Clock) *oidcIdP {
 	t.Helper()
-	p := &oidcIdP{key: loadRSA(t, "rsa1"), clock: clk, codes: map[string]authRequest{}, user: user{Sub: "alice", SID: "sid-1", Email: "alice@example.com"}}
+	p := &oidcIdP{key: introspecttest.RSA("rsa1"), clock: clk, codes: map[string]authRequest{}, user: user{Sub: "alice", SID: "sid-1", Email: "alice@example.com"}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
 		doc := map[string]any{

@@ -9,17 +9,13 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"hash"
 	"maps"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +25,7 @@ import (
 
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/clock/clocktest"
+	"github.com/oidcgate/oidcgate/introspect/introspecttest"
 )
 
 // t0 is the fixed "now" of the tests.
@@ -40,7 +37,7 @@ const testIssuer = "https://idp.example.com"
 // run on the wall clock, as in production.
 func newClock() *clocktest.Clock { return clocktest.NewRealTimers(t0) }
 
-// testKeys are the committed keys under testdata/keys.
+// testKeys are the committed keys of the test kit.
 type testKeys struct {
 	rsa1, rsa2 *rsa.PrivateKey
 	ec256      *ecdsa.PrivateKey
@@ -48,29 +45,13 @@ type testKeys struct {
 	ed         ed25519.PrivateKey
 }
 
-func loadKeys(tb testing.TB) *testKeys {
-	tb.Helper()
-	load := func(name string) crypto.Signer {
-		b, err := os.ReadFile(filepath.Join("testdata", "keys", name+".pem"))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		blk, _ := pem.Decode(b)
-		if blk == nil {
-			tb.Fatalf("%s: no PEM block", name)
-		}
-		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-		if err != nil {
-			tb.Fatalf("%s: %v", name, err)
-		}
-		return k.(crypto.Signer)
-	}
+func loadKeys(testing.TB) *testKeys {
 	return &testKeys{
-		rsa1:  load("rsa1").(*rsa.PrivateKey),
-		rsa2:  load("rsa2").(*rsa.PrivateKey),
-		ec256: load("ec256").(*ecdsa.PrivateKey),
-		ec384: load("ec384").(*ecdsa.PrivateKey),
-		ed:    load("ed25519").(ed25519.PrivateKey),
+		rsa1:  introspecttest.RSA("rsa1"),
+		rsa2:  introspecttest.RSA("rsa2"),
+		ec256: introspecttest.ECDSA("ec256"),
+		ec384: introspecttest.ECDSA("ec384"),
+		ed:    introspecttest.Ed25519(),
 	}
 }
 

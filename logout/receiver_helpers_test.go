@@ -5,17 +5,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"log/slog"
 	"maps"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -28,6 +25,7 @@ import (
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/introspect"
+	"github.com/oidcgate/oidcgate/introspect/introspecttest"
 )
 
 // Names used by the receiver fixture.
@@ -53,25 +51,6 @@ type rxFixture struct {
 	logs     *bytes.Buffer
 }
 
-// loadKey reads the committed P-256 test key: the committed fuzz seeds
-// are signed with it.
-func loadKey(tb testing.TB) *ecdsa.PrivateKey {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "keys", "ec256.pem"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		tb.Fatal("ec256.pem: no PEM block")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return k.(*ecdsa.PrivateKey)
-}
-
 // rxOptions change the fixture before it is built.
 type rxOptions struct {
 	// path of the bbolt file; "" means a file in t.TempDir(), "-" memory.
@@ -86,7 +65,7 @@ const fixedIssuerBase = "http://127.0.0.1:1"
 
 func newRxFixture(tb testing.TB, o rxOptions) *rxFixture {
 	tb.Helper()
-	f := &rxFixture{key: loadKey(tb), clock: clocktest.NewRealTimers(t0), reg: prometheus.NewRegistry(), logs: new(bytes.Buffer)}
+	f := &rxFixture{key: introspecttest.ECDSA("ec256"), clock: clocktest.NewRealTimers(t0), reg: prometheus.NewRegistry(), logs: new(bytes.Buffer)}
 	jwks := jwksOf(tb, &f.key.PublicKey)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f.jwksFail.Load() {
@@ -136,7 +115,7 @@ func newRxFixture(tb testing.TB, o rxOptions) *rxFixture {
 		Verifier:  v,
 		Replays:   s,
 		LiveSIDs:  s,
-		Clock:       f.clock,
+		Clock:     f.clock,
 		Logger:    slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:   f.reg,
 	}

@@ -7,13 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,6 +24,7 @@ import (
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/introspect"
+	"github.com/oidcgate/oidcgate/introspect/introspecttest"
 )
 
 const (
@@ -58,30 +56,12 @@ type ssfOptions struct {
 	mod     func(*Config)
 }
 
-// loadRSA reads a committed RSA test key of the introspect package.
-func loadRSA(tb testing.TB, name string) *rsa.PrivateKey {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "introspect", "testdata", "keys", name+".pem"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		tb.Fatalf("%s: no PEM block", name)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return k.(*rsa.PrivateKey)
-}
-
 func newSSFFixture(tb testing.TB, o ssfOptions) *ssfFixture {
 	tb.Helper()
 	if o.issuers == nil {
 		o.issuers = []string{issA, issB}
 	}
-	f := &ssfFixture{key: loadRSA(tb, "rsa1"), other: loadRSA(tb, "rsa2"), clock: clocktest.NewRealTimers(t0), reg: prometheus.NewRegistry(), logs: new(bytes.Buffer)}
+	f := &ssfFixture{key: introspecttest.RSA("rsa1"), other: introspecttest.RSA("rsa2"), clock: clocktest.NewRealTimers(t0), reg: prometheus.NewRegistry(), logs: new(bytes.Buffer)}
 	pub, err := jwk.Import(&f.key.PublicKey)
 	if err != nil {
 		tb.Fatal(err)
