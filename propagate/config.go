@@ -7,7 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
+
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // The session authority types.
@@ -101,8 +102,9 @@ type Config struct {
 	// never sent back to it.
 	On []string `yaml:"on"`
 
-	// Now is the clock for the admin token's lifetime; nil means time.Now.
-	Now func() time.Time `yaml:"-"`
+	// Clock is the clock of the admin token's lifetime and of Retry-After;
+	// nil means the wall clock.
+	Clock clock.Clock `yaml:"-"`
 }
 
 // Validate reports every problem of c at once, each prefixed with its YAML

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/propagate"
 )
 
@@ -322,7 +323,7 @@ func TestRateLimited(t *testing.T) {
 // (https://developer.okta.com/docs/reference/rl-best-practices/).
 func TestOktaRateLimitReset(t *testing.T) {
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	h := newHarness(t, "okta", func(c *propagate.Config) { c.Now = func() time.Time { return now } })
+	h := newHarness(t, "okta", func(c *propagate.Config) { c.Clock = clocktest.New(now) })
 	h.f.script(status(http.StatusTooManyRequests, `{"errorCode":"E0000047","errorSummary":"API call exceeded rate limit due to too many requests."}`,
 		"X-Rate-Limit-Limit", "600", "X-Rate-Limit-Remaining", "0", "X-Rate-Limit-Reset", strconv.FormatInt(now.Unix()+42, 10)))
 	err := h.record(h.auth.EndUser(t.Context(), "bob"))
@@ -520,11 +521,9 @@ func TestTokenSingleflight(t *testing.T) {
 // The admin token is reused until shortly before it expires, on the
 // injected clock.
 func TestTokenCachedUntilShortlyBeforeExpiry(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	h := newHarness(t, "keycloak", func(c *propagate.Config) { c.Now = clock })
+	clk := clocktest.New(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
+	advance := clk.Advance
+	h := newHarness(t, "keycloak", func(c *propagate.Config) { c.Clock = clk })
 	h.f.lifetime = 300 // renewed 30s before it expires
 	call := func() {
 		t.Helper()

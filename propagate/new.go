@@ -6,7 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
+
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // New returns the Authority that cfg describes. It validates cfg (the
@@ -26,10 +27,7 @@ func New(cfg Config, client *http.Client, logger *slog.Logger) (Authority, error
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	now := cfg.Now
-	if now == nil {
-		now = time.Now
-	}
+	now := clock.Or(cfg.Clock).Now
 	name := cfg.Type + " " + strings.TrimSuffix(cfg.URL, "/")
 	if cfg.Type == TypeKeycloak {
 		name += "/realms/" + cfg.Realm
