@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // API keys.
@@ -140,8 +141,8 @@ type KeysConfig struct {
 	Issuers []string
 	// MaxIdle, when positive, refuses a key unused for that long.
 	MaxIdle time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock is the clock; nil means the wall clock.
+	Clock clock.Clock
 	// Logger receives touch failures (never a key); nil discards.
 	Logger *slog.Logger
 	// Metrics registers oidcgate_api_key_verifications_total; nil
@@ -179,9 +180,7 @@ func NewAPIKeys(cfg KeysConfig) (*APIKeys, error) {
 	if cfg.MaxIdle < 0 {
 		return nil, errors.New("introspect: max_idle must not be negative")
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -231,7 +230,7 @@ func (k *APIKeys) Check(raw string, c *cache.KeyCheck) error {
 		return errKeyMalformed
 	}
 	c.ID, c.Hash = id, hash
-	c.Issuers, c.MaxIdle, c.Now = k.cfg.Issuers, k.cfg.MaxIdle, k.cfg.Now()
+	c.Issuers, c.MaxIdle, c.Now = k.cfg.Issuers, k.cfg.MaxIdle, k.cfg.Clock.Now()
 	state := k.cfg.Store.CheckKey(c)
 	k.outcomes[state].Inc()
 	if state != cache.KeyValid {
@@ -275,7 +274,7 @@ func (k *APIKeys) Match(raw string) (id string, expiresAt time.Time, ok bool) {
 	if !ok {
 		return "", time.Time{}, false
 	}
-	c := cache.KeyCheck{ID: id, Hash: hash, Now: k.cfg.Now()}
+	c := cache.KeyCheck{ID: id, Hash: hash, Now: k.cfg.Clock.Now()}
 	if k.cfg.Store.CheckKey(&c) == cache.KeyUnknown {
 		return "", time.Time{}, false
 	}
@@ -305,7 +304,7 @@ func (k *APIKeys) Run(ctx context.Context) error {
 			return nil
 		case id := <-k.touches:
 			tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := k.cfg.Store.TouchKey(tctx, id, k.cfg.Now())
+			err := k.cfg.Store.TouchKey(tctx, id, k.cfg.Clock.Now())
 			cancel()
 			if err != nil && !errors.Is(err, cache.ErrKeyNotFound) {
 				k.log.Warn("api key last use not recorded", "key_id", id, "error", err)

@@ -16,7 +16,7 @@ import (
 func keyServerFixture(t *testing.T) (*serverFixture, string, string) {
 	t.Helper()
 	f := newServerFixture(t, nil)
-	keys, err := NewAPIKeys(KeysConfig{Store: f.store, Now: f.clock.Now})
+	keys, err := NewAPIKeys(KeysConfig{Store: f.store, Clock: f.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestIntrospectAPIKey(t *testing.T) {
 			t.Errorf("malformed key: got %s; want inactive", body)
 		}
 	}
-	f.clock.Add(time.Hour)
+	f.clock.Advance(time.Hour)
 	if _, _, body := f.post(t, "/introspect", appID, appSecret, url.Values{"token": {key}}); body != `{"active":false}`+"\n" {
 		t.Errorf("expired key: got %s; want inactive", body)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -32,7 +33,7 @@ func (s *countingStore) CheckKey(c *cache.KeyCheck) cache.KeyState {
 
 func newKeyStore(t testing.TB) *cache.Store {
 	t.Helper()
-	s, err := cache.Open(cache.Config{Now: func() time.Time { return keyT0 }})
+	s, err := cache.Open(cache.Config{Clock: clocktest.New(keyT0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func badKeys(key string) map[string]string {
 func TestAPIKeyMalformedNeverReachesStore(t *testing.T) {
 	s := &countingStore{Store: newKeyStore(t)}
 	key, _ := putNewKey(t, s.Store, "ci-bot", "read")
-	k, err := introspect.NewAPIKeys(introspect.KeysConfig{Store: s, Now: func() time.Time { return keyT0 }})
+	k, err := introspect.NewAPIKeys(introspect.KeysConfig{Store: s, Clock: clocktest.New(keyT0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestAPIKeyVerify(t *testing.T) {
 	s := newKeyStore(t)
 	key, id := putNewKey(t, s, "ci-bot", "read", "deploy")
 	now := keyT0.Add(time.Minute)
-	k, err := introspect.NewAPIKeys(introspect.KeysConfig{Store: s, Now: func() time.Time { return now }, Issuers: []string{"https://idp.example.com"}})
+	k, err := introspect.NewAPIKeys(introspect.KeysConfig{Store: s, Clock: clocktest.New(now), Issuers: []string{"https://idp.example.com"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +234,7 @@ func BenchmarkAPIKeyCheck(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	k, err := introspect.NewAPIKeys(introspect.KeysConfig{Store: s, Issuers: []string{"https://idp.example.com"}, Now: func() time.Time { return keyT0.Add(time.Minute) }})
+	k, err := introspect.NewAPIKeys(introspect.KeysConfig{Store: s, Issuers: []string{"https://idp.example.com"}, Clock: clocktest.New(keyT0.Add(time.Minute))})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -132,6 +133,7 @@ type KeyAdmin struct {
 	issuers []string
 	routes  []string
 	now     func() time.Time
+	clk     clock.Clock
 	log     *slog.Logger
 }
 
@@ -155,7 +157,8 @@ func NewKeyAdmin(cfg KeyAdminConfig) (*KeyAdmin, error) {
 		audit:   cfg.Audit,
 		replays: c.Replays,
 		routes:  cfg.Routes,
-		now:     c.Now,
+		now:     c.Clock.Now,
+		clk:     c.Clock,
 		log:     c.Logger,
 	}
 	for iss := range c.Lifetimes {
@@ -597,13 +600,13 @@ func (a *KeyAdmin) rotate(w http.ResponseWriter, r *http.Request, id, initiator 
 // max_idle) the keys unused for api_keys.max_idle and audits each key's
 // expiry once across replicas. It returns nil.
 func (a *KeyAdmin) Run(ctx context.Context) error {
-	t := time.NewTicker(keySweepInterval)
+	t, tick := a.clk.NewTicker(keySweepInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-tick:
 			a.Sweep(ctx)
 		}
 	}

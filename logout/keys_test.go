@@ -15,6 +15,7 @@ import (
 
 	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/introspect"
 )
 
@@ -23,21 +24,21 @@ import (
 type keyFixture struct {
 	admin     *KeyAdmin
 	store     *cache.Store
-	clock     *testClock
+	clock     *clocktest.Clock
 	auditPath string
 	reg       *prometheus.Registry
 }
 
 func newKeyFixture(t *testing.T, keys KeysConfig) *keyFixture {
 	t.Helper()
-	clk := &testClock{t: t0}
-	store, err := cache.Open(cache.Config{Now: clk.Now})
+	clk := clocktest.NewRealTimers(t0)
+	store, err := cache.Open(cache.Config{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	au, err := audit.Open(audit.Config{Path: path, Replica: "test", Now: clk.Now})
+	au, err := audit.Open(audit.Config{Path: path, Replica: "test", Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,9 +48,9 @@ func newKeyFixture(t *testing.T, keys KeysConfig) *keyFixture {
 		Config: Config{
 			Admin:     AdminConfig{Tokens: []AdminToken{{Name: "ops", Token: introspect.Secret(tokOps)}}},
 			Lifetimes: map[string]time.Duration{issA: time.Hour},
-			Store:     &audit.Store{Store: store, Log: au, Now: clk.Now},
+			Store:     &audit.Store{Store: store, Log: au, Clock: clk},
 			Replays:   store,
-			Now:       clk.Now,
+			Clock:     clk,
 			Metrics:   reg,
 		},
 		Keys:    keys,
@@ -89,7 +90,7 @@ func (f *keyFixture) create(t *testing.T, body string) CreatedKey {
 // use verifies key as the gateway would, at the fixture's clock.
 func (f *keyFixture) use(t *testing.T, key string) error {
 	t.Helper()
-	k, err := introspect.NewAPIKeys(introspect.KeysConfig{Store: f.store, Issuers: []string{issA}, Now: f.clock.Now})
+	k, err := introspect.NewAPIKeys(introspect.KeysConfig{Store: f.store, Issuers: []string{issA}, Clock: f.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func TestKeyAdminLifecycle(t *testing.T) {
 	if rot.Record.Owner != "ci-bot" || strings.Join(rot.Record.Scopes, " ") != "read deploy" || rot.Record.ID == c.Record.ID {
 		t.Errorf("rotated record %+v", rot.Record)
 	}
-	f.clock.Add(59 * time.Minute)
+	f.clock.Advance(59 * time.Minute)
 	if err := f.use(t, c.Key); err != nil {
 		t.Errorf("old key refused within the grace: %v", err)
 	}
@@ -148,7 +149,7 @@ func TestKeyAdminLifecycle(t *testing.T) {
 	if !strings.Contains(list, `"state":"rotating"`) {
 		t.Errorf("old key not shown rotating: %s", list)
 	}
-	f.clock.Add(time.Minute)
+	f.clock.Advance(time.Minute)
 	if err := f.use(t, c.Key); err == nil {
 		t.Error("old key accepted after the grace")
 	}
@@ -268,7 +269,7 @@ func TestKeyAdminClientRevocationAndSweep(t *testing.T) {
 	a := f.create(t, `{"owner":"ci-bot"}`)
 	b := f.create(t, `{"owner":"other","expires_in":"1h"}`)
 	// A client revocation of the owner kills its keys, not others'.
-	f.clock.Add(time.Second)
+	f.clock.Advance(time.Second)
 	if _, err := f.admin.store.Revoke(t.Context(), cache.Entry{Issuer: issA, Kind: cache.KindClient, Value: "ci-bot", RevokedAt: f.clock.Now(), ExpiresAt: f.clock.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +281,7 @@ func TestKeyAdminClientRevocationAndSweep(t *testing.T) {
 	}
 	// b expires after 1h; an idle key is disabled after 2h, audited once.
 	c := f.create(t, `{"owner":"idler"}`)
-	f.clock.Add(2 * time.Hour)
+	f.clock.Advance(2 * time.Hour)
 	f.admin.Sweep(t.Context())
 	f.admin.Sweep(t.Context())
 	if e, ok := f.store.Get("", cache.KindKey, c.Record.ID); !ok || e.Reason != "max_idle" {
