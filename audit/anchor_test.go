@@ -15,7 +15,7 @@ func TestAnchorAtRestart(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.jsonl")
 	open := func(anchor string) (*Log, error) {
-		return Open(Config{Path: path, Now: newAuditClock().Now, Anchor: anchor})
+		return Open(Config{Path: path, Clock: newAuditClock(), Anchor: anchor})
 	}
 	a, err := open("")
 	if err != nil {

@@ -647,7 +647,7 @@ func (a *Log) applyRetention() {
 		a.log.Error("audit retention: rotated files not listed; none deleted", "path", a.cfg.Path, "error", err)
 		return
 	}
-	now := a.cfg.Now().UTC()
+	now := a.cfg.Clock.Now().UTC()
 	cutoff := now.Add(-a.cfg.Retention)
 	for _, path := range rotated {
 		rotatedAt, err := time.Parse(rotatedLayout, path[len(a.cfg.Path)+1:])

@@ -17,14 +17,19 @@ import (
 	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
+// newAuditClock returns a fake clock that moves one second per reading,
+// from 2026-03-01 12:00:01 UTC.
+func newAuditClock() *clocktest.Clock {
+	return clocktest.NewStepping(time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC), time.Second)
+}
+
 func openTestAudit(t *testing.T, cfg Config) *Log {
 	t.Helper()
 	if cfg.Path == "" {
 		cfg.Path = filepath.Join(t.TempDir(), "audit.jsonl")
 	}
 	if cfg.Clock == nil {
-		// A clock that moves one second per reading, from 12:00:01.
-		cfg.Clock = clocktest.NewStepping(time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC), time.Second)
+		cfg.Clock = newAuditClock()
 	}
 	a, err := Open(cfg)
 	if err != nil {

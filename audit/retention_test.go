@@ -19,7 +19,7 @@ func TestRetention(t *testing.T) {
 	path := filepath.Join(dir, "audit.jsonl")
 	clk := newAuditClock()
 	logs := new(bytes.Buffer)
-	cfg := Config{Path: path, MaxBytes: 1, Retention: time.Hour, Now: clk.Now, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
+	cfg := Config{Path: path, MaxBytes: 1, Retention: time.Hour, Clock: clk, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
 	a, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -45,9 +45,7 @@ func TestRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.mu.Lock()
-	clk.t = clk.t.Add(2 * time.Hour)
-	clk.mu.Unlock()
+	clk.Advance(2 * time.Hour)
 	if err := a.Append(t.Context(), testRecord(5)); err != nil {
 		t.Fatal(err)
 	}
@@ -67,9 +65,7 @@ func TestRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.mu.Lock()
-	clk.t = clk.t.Add(2 * time.Hour)
-	clk.mu.Unlock()
+	clk.Advance(2 * time.Hour)
 	if err := a.Append(t.Context(), testRecord(6)); err != nil {
 		t.Fatal(err)
 	}

@@ -210,7 +210,7 @@ func TestFrontchannelFlood(t *testing.T) {
 	}
 	// Even from the flooding address once its bucket has refilled.
 	f.live(t, f.strict, "real-3")
-	f.clock.Add(time.Minute)
+	f.clock.Advance(time.Minute)
 	if code := send("198.51.100.7:4242", "real-3"); code != http.StatusOK || !f.store.IsRevoked(&cache.Credential{Issuer: f.strict, SID: "real-3"}) {
 		t.Errorf("real logout from the flooding address after a minute: got %d; want 200 and revoked", code)
 	}
@@ -245,7 +245,7 @@ func TestFrontchannelSourceLimit(t *testing.T) {
 			t.Errorf("request %d: Retry-After %q; want 1", i, w.Header().Get("Retry-After"))
 		}
 	}
-	f.clock.Add(time.Second)
+	f.clock.Advance(time.Second)
 	if w := send("192.0.2.1:9"); w.Code != 200 {
 		t.Errorf("after a second: got %d; want 200", w.Code)
 	}

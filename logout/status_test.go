@@ -14,6 +14,7 @@ import (
 
 	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 func TestStatusOf(t *testing.T) {
@@ -212,7 +213,7 @@ func TestStatusAppLogoutBuried(t *testing.T) {
 	if w := f.post(t, `{"sub":"alice"}`); w.Code != http.StatusCreated {
 		t.Fatalf("revoke: got %d; want 201", w.Code)
 	}
-	au := openTestAudit(t, audit.Config{Now: func() time.Time { return t0.Add(time.Second) }})
+	au := openTestAudit(t, audit.Config{Clock: clocktest.New(t0.Add(time.Second))})
 	alice := audit.Target{Issuer: issA, Kind: cache.KindSub, Value: "alice"}
 	ctx := t.Context()
 	failed := audit.Record{Event: audit.EventAppLogout, Targets: []audit.Target{alice},

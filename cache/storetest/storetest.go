@@ -39,7 +39,7 @@ var (
 	_ Store = (*cache.Redis)(nil)
 )
 
-// Open returns a new store for cfg. The suite sets cfg.Now and, for
+// Open returns a new store for cfg. The suite sets cfg.Clock and, for
 // RunDurable, cfg.Path; it closes every store it opens.
 type Open func(t *testing.T, cfg cache.Config) Store
 
