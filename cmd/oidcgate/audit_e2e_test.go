@@ -16,6 +16,7 @@ import (
 
 	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // writeAuditLog writes n records with the real audit writer.
@@ -237,8 +238,9 @@ func TestAuditVerifyCLIAfterRetention(t *testing.T) {
 	requireBinary(t)
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	clock := func() time.Time { now = now.Add(time.Second); return now }
-	cfg := audit.Config{Path: path, MaxBytes: 1, Retention: time.Hour, Now: clock}
+	// One second per reading; two hours between the rounds.
+	clk := clocktest.NewStepping(now.Add(time.Second), time.Second)
+	cfg := audit.Config{Path: path, MaxBytes: 1, Retention: time.Hour, Clock: clk}
 	for round := range 2 {
 		l, err := audit.Open(cfg)
 		if err != nil {
@@ -253,7 +255,7 @@ func TestAuditVerifyCLIAfterRetention(t *testing.T) {
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
-		now = now.Add(2 * time.Hour)
+		clk.Advance(2 * time.Hour)
 	}
 	files, _ := filepath.Glob(path + "*")
 	code, stdout, stderr := runCLI(t, nil, append([]string{"audit", "verify"}, files...)...)
