@@ -135,9 +135,10 @@ func TestGCLine(t *testing.T) {
 
 // TestQuickRun runs the whole benchmark end to end with tiny counts: the
 // built oidcgate binary, wrk, the upstream and bare proxy children, the
-// revocation and memory parts, RESULTS.md and results.png. oauth2-proxy
-// runs only when OIDCGATE_BENCH_OAUTH2_PROXY names its binary; otherwise
-// the output must say it was skipped.
+// revocation and memory parts, RESULTS.md and results.png, and nginx's
+// auth_request in front of oidcgate's /oauth2/auth. oauth2-proxy (alone
+// and behind nginx) runs only when OIDCGATE_BENCH_OAUTH2_PROXY names its
+// binary; otherwise the output must say it was skipped.
 func TestQuickRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")
@@ -148,9 +149,12 @@ func TestQuickRun(t *testing.T) {
 		}
 		t.Skip("wrk not installed; skipping (set CI to make this fail)")
 	}
+	if nginxBin("nginx") == "" && os.Getenv("CI") != "" {
+		t.Fatal("nginx not found (install it: apt-get install -y nginx-light)")
+	}
 	out := t.TempDir()
 	o := options{
-		quick: true, out: out, wrk: "wrk", redisServer: "redis-server", pin: true,
+		quick: true, out: out, wrk: "wrk", redisServer: "redis-server", nginx: "nginx", pin: true,
 		oauth2Proxy: os.Getenv("OIDCGATE_BENCH_OAUTH2_PROXY"), command: "go test ./bench",
 		plan: &plan{conns: 4, warmup: 0, rounds: 1, round: time.Second, freshRound: time.Second,
 			freshTokens: 120, entries: 1000, revocations: 5, memSizes: []int{0, 1000}},
@@ -168,10 +172,19 @@ func TestQuickRun(t *testing.T) {
 	}
 	want := []string{"QUICK smoke run", "| upstream direct |", "| bare ReverseProxy |", "| oidcgate cached JWT |",
 		"| oidcgate fresh JWT |", "5 of 5", "| 1000 |"}
+	fwd := nginxBin("nginx") != ""
+	if fwd {
+		want = append(want, "| "+fwdOidcgate+" |", "nginx version")
+	} else {
+		want = append(want, "not run (binary absent: apt-get install nginx-light)")
+	}
 	if o.oauth2Proxy == "" {
 		want = append(want, "oauth2-proxy: not run")
 	} else {
 		want = append(want, "| oauth2-proxy |")
+		if fwd {
+			want = append(want, "| "+fwdOAuth2Proxy+" |", "| p99: "+fwdOidcgate+" ÷ "+fwdOAuth2Proxy+" |")
+		}
 	}
 	for _, w := range want {
 		if !strings.Contains(string(md), w) {

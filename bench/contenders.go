@@ -145,8 +145,8 @@ func startGateway(o gatewayOpts) (*gatewayProc, error) {
 // startOAuth2Proxy starts oauth2-proxy in front of upstream, accepting the
 // bench issuer's JWT bearer tokens for audience (--skip-jwt-bearer-tokens
 // with --extra-jwt-issuers), with per-request logging off as oidcgate has
-// none. It returns the process and its base URL.
-func startOAuth2Proxy(bin, cpus, issuerURL, upstream string) (*process, string, error) {
+// none, and extra flags. It returns the process and its base URL.
+func startOAuth2Proxy(bin, cpus, issuerURL, upstream string, extra ...string) (*process, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
@@ -172,6 +172,7 @@ func startOAuth2Proxy(bin, cpus, issuerURL, upstream string) (*process, string, 
 		"--auth-logging=false",
 		"--silence-ping-logging",
 	)
+	args = append(args, extra...)
 	// The cookie secret goes through the environment, never argv.
 	p, err := startProcess("oauth2-proxy", b, env("OAUTH2_PROXY_COOKIE_SECRET="+hex.EncodeToString(secret)), args...)
 	if err != nil {

@@ -49,6 +49,8 @@ type options struct {
 	oauth2Proxy string
 	wrk         string
 	redisServer string
+	// nginx runs the forward-auth contenders; missing skips them.
+	nginx string
 	// pin places load generator and upstream on the first CPU and the
 	// proxy under test on the last (taskset), when there are at least 2.
 	pin bool
@@ -67,6 +69,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.oidcgate, "oidcgate", "", "oidcgate `binary` (default: go build ./cmd/oidcgate into a temp dir)")
 	fs.StringVar(&o.oauth2Proxy, "oauth2-proxy", "", "oauth2-proxy v7.15.6 `binary` (default: skip that contender)")
 	fs.StringVar(&o.wrk, "wrk", "wrk", "wrk `binary`")
+	fs.StringVar(&o.nginx, "nginx", "nginx", "nginx `binary` for the forward-auth contenders (default: nginx on the PATH, else /usr/sbin/nginx; missing skips them)")
 	fs.StringVar(&o.redisServer, "redis-server", "redis-server", "redis-server `binary` for the Redis revocation test")
 	fs.BoolVar(&o.pin, "pin", true, "pin processes to CPUs with taskset (proxy alone on the last CPU)")
 	if err := fs.Parse(args); err != nil {
@@ -141,6 +144,7 @@ type runInfo struct {
 	cpu             cpuSets
 	oidcgateVersion string
 	oauth2Proxy     string
+	nginx           string
 	wrkVersion      string
 	// loadStart and loadEnd are the 1-minute load averages.
 	loadStart, loadEnd string
@@ -194,6 +198,15 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	} else {
 		info.oauth2Proxy = oauth2ProxyVersion(ctx, o.oauth2Proxy)
 	}
+	nginx := nginxBin(o.nginx)
+	if nginx == "" {
+		info.nginx = "not run (binary absent: apt-get install nginx-light)"
+		fmt.Fprintln(stdout, "nginx: binary absent, the forward-auth contenders are skipped")
+	} else if info.nginx, err = output(ctx, nginx, "-v"); err != nil {
+		return err
+	} else {
+		info.nginx = strings.TrimPrefix(info.nginx, "nginx version: ")
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -205,7 +218,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	defer is.close()
 	b := &bench{o: o, p: p, info: info, work: work, self: self, is: is, out: stdout,
-		client: newClient(), admin: randomHex(24)}
+		client: newClient(), admin: randomHex(24), nginx: nginx}
 	defer b.stopAll()
 	res, err := b.run(ctx)
 	if err != nil {

@@ -41,6 +41,8 @@ var targets = []struct{ prefix, identity, want string }{
 	{"/o2p", "X-Forwarded-User", benchSub},
 	{"/rv", "X-User", ""},
 	{"/o2prv", "X-Forwarded-User", ""},
+	{"/fwd", "X-User", benchSub},
+	{"/fwdo2p", "X-User", benchSub},
 }
 
 // runRole runs the child role named by roleEnv, if any, and reports
@@ -256,6 +258,19 @@ func cpuTime(pid int) (time.Duration, error) {
 		return 0, err
 	}
 	return time.Duration(u+st) * time.Second / clockTicks, nil
+}
+
+// cpuTimes is the CPU time of every process in pids together.
+func cpuTimes(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := cpuTime(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
 }
 
 // rssBytes returns the resident set size from /proc/<pid>/status.

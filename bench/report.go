@@ -75,7 +75,7 @@ func renderMarkdown(info runInfo, p plan, r results) string {
 	w("")
 	w("- date: %s", info.start.Format(time.RFC3339))
 	w("- machine: %s, %d CPUs, %s", info.cpuModel, info.cpus, info.kernel)
-	w("- %s; oidcgate %s; oauth2-proxy: %s; %s", info.goVersion, info.oidcgateVersion, info.oauth2Proxy, info.wrkVersion)
+	w("- %s; oidcgate %s; oauth2-proxy: %s; %s; %s", info.goVersion, info.oidcgateVersion, info.oauth2Proxy, info.nginx, info.wrkVersion)
 	w("- command: `%s`", info.command)
 	w("- load average (1 min) at start / end: %s / %s — anything well above 0 is other work competing for the same CPUs", info.loadStart, info.loadEnd)
 	if info.cpu.proxy != "" {
@@ -86,37 +86,16 @@ func renderMarkdown(info runInfo, p plan, r results) string {
 	w("")
 	w("## Throughput (%d keep-alive connections, warm-up %s, %d interleaved rounds of %s, fresh-token rounds %s; medians)", p.conns, p.warmup, p.rounds, p.round, p.freshRound)
 	w("")
-	w("| contender | req/s | p50 | p99 | CPU per request | proxy CPU busy | rounds |")
-	w("|---|---:|---:|---:|---:|---:|---|")
-	for _, c := range r.throughput {
-		if !c.ok() {
-			w("| %s | FAILED | | | | | %s |", c.name, strings.Join(c.failures, "; "))
-			continue
-		}
-		rps := make([]string, len(c.rounds))
-		for i, rd := range c.rounds {
-			rps[i] = fmt.Sprintf("%.0f", rd.rps)
-		}
-		m := c.median
-		w("| %s | %.0f | %s | %s | %s | %.0f%% | %s |", c.name, m.rps, ms(m.p50), ms(m.p99), us(m.cpuPerReq), 100*m.util, strings.Join(rps, ", "))
-	}
-	w("")
-	for _, c := range r.throughput {
-		w("- **%s**: %s", c.name, c.desc)
-	}
-	w("")
+	throughputTable(w, r.throughput, false)
 	w("CPU per request is the proxy process's user+system time from /proc/PID/stat over the requests wrk completed (for \"upstream direct\" it is the upstream's). \"proxy CPU busy\" is that time over wall time: near 100%% the proxy's core was the limit; well below it, something else was (the load generator, the upstream, or other work on a shared machine), and req/s then says more about the machine than about the proxy: compare CPU per request instead. Every counted request got a 2xx that the upstream served with the right identity header (the upstream counts per contender and must match wrk's count); the fresh-token rounds must show no token-cache hit. A round that fails any check is listed as FAILED, not averaged in.")
 	w("")
-	w("| ratio (median of the per-round quotients) | value | goal |")
-	w("|---|---:|---|")
-	for _, q := range r.ratios {
-		v := "n/a (a side was not measured)"
-		if q.ok {
-			v = fmt.Sprintf("%.2f×", q.value)
-		}
-		w("| %s | %s | %s |", q.what, v, q.goal)
-	}
+	ratioTable(w, r.ratios, false)
+	w("## Forward auth behind nginx (auth_request, cached JWT)")
 	w("")
+	w("The same rounds as above, interleaved with them. A real nginx (%s, one worker) on loopback asks `/oauth2/auth` before proxying each request to the same upstream: once oidcgate's, once oauth2-proxy's (a second instance, with `--set-xauthrequest` so that it answers the user). The server blocks have the shape of the README's nginx snippet (an internal auth location fed `X-Original-Method` and `X-Original-URL`; `auth_request_set` copies the user into `X-User`, which the upstream checks on every request), plus keep-alive to the auth service and the app for both. nginx and the auth service share the proxy CPU; CPU per request is theirs together.", info.nginx)
+	w("")
+	throughputTable(w, r.throughput, true)
+	ratioTable(w, r.ratios, true)
 	w("## Revocation → refusal")
 	w("")
 	w("| setup | revocations | admin call (POST → 201) p50 / p99 | 201 → refused p50 / p99 | refused on the first request after the 201 |")
@@ -142,6 +121,57 @@ func renderMarkdown(info runInfo, p plan, r results) string {
 	w("")
 	w("The gateway loads a data_dir written by the benchmark (bbolt, cache's record layout; the run checks oidcgate_revocation_entries equals the count written). Live heap is what the runtime's gctrace reports as marked live by a GC cycle started after readiness (goal for 1M entries: ≤ 150 MB). RSS is VmRSS from /proc.")
 	return b.String()
+}
+
+// throughputTable writes the table and descriptions of the contenders
+// whose fwd is fwd.
+func throughputTable(w func(string, ...any), cs []contenderResult, fwd bool) {
+	w("| contender | req/s | p50 | p99 | CPU per request | proxy CPU busy | rounds |")
+	w("|---|---:|---:|---:|---:|---:|---|")
+	n := 0
+	for _, c := range cs {
+		if c.fwd != fwd {
+			continue
+		}
+		n++
+		if !c.ok() {
+			w("| %s | FAILED | | | | | %s |", c.name, strings.Join(c.failures, "; "))
+			continue
+		}
+		rps := make([]string, len(c.rounds))
+		for i, rd := range c.rounds {
+			rps[i] = fmt.Sprintf("%.0f", rd.rps)
+		}
+		m := c.median
+		w("| %s | %.0f | %s | %s | %s | %.0f%% | %s |", c.name, m.rps, ms(m.p50), ms(m.p99), us(m.cpuPerReq), 100*m.util, strings.Join(rps, ", "))
+	}
+	if n == 0 {
+		w("| not run (nginx absent) | | | | | | |")
+	}
+	w("")
+	for _, c := range cs {
+		if c.fwd == fwd {
+			w("- **%s**: %s", c.name, c.desc)
+		}
+	}
+	w("")
+}
+
+// ratioTable writes the ratios whose fwd is fwd.
+func ratioTable(w func(string, ...any), rs []ratio, fwd bool) {
+	w("| ratio (median of the per-round quotients) | value | goal |")
+	w("|---|---:|---|")
+	for _, q := range rs {
+		if q.fwd != fwd {
+			continue
+		}
+		v := "n/a (a side was not measured)"
+		if q.ok {
+			v = fmt.Sprintf("%.2f×", q.value)
+		}
+		w("| %s | %s | %s |", q.what, v, q.goal)
+	}
+	w("")
 }
 
 func revRow(w func(string, ...any), name string, r revResult) {

@@ -119,7 +119,7 @@ func encodeValue(e cache.Entry) []byte {
 func benchEntry(issuer string, now time.Time, i int) cache.Entry {
 	r := rand.New(rand.NewPCG(uint64(i), 0x6f696463))
 	kind := cache.Kinds[i%len(cache.Kinds)]
-	if kind == cache.KindSession {
+	if kind.Issuerless() {
 		issuer = ""
 	}
 	return cache.Entry{

@@ -27,6 +27,8 @@ type bench struct {
 	out    io.Writer
 	client *http.Client
 	admin  string
+	// nginx is the nginx binary; "" skips forward auth.
+	nginx string
 
 	procs    []*process
 	upstream string // base URL of the app
@@ -67,7 +69,10 @@ type contender struct {
 	desc   string
 	url    string
 	prefix string // upstream counter it must move
-	pid    int
+	// pids are the processes whose CPU time is the contender's.
+	pids []int
+	// fwd: forward auth behind nginx, reported in its own section.
+	fwd bool
 	// authFile is the Authorization header value file; "" sends none.
 	authFile string
 	// fresh mints a new token for every request.
@@ -87,6 +92,7 @@ type round struct {
 // contenderResult is every round of one contender and their medians.
 type contenderResult struct {
 	name, desc string
+	fwd        bool
 	rounds     []round
 	// failures lists why rounds were not counted; any makes the contender
 	// failed, and its numbers are not reported as a result.
@@ -104,6 +110,7 @@ type ratio struct {
 	value float64
 	goal  string
 	ok    bool // both sides measured
+	fwd   bool // a forward-auth ratio
 }
 
 // results is everything a run measured.
@@ -225,12 +232,12 @@ func (b *bench) startContenders(ctx context.Context) ([]contender, error) {
 		return nil, b.gw.failed(fmt.Errorf("bearer request: status %d, %v; want 200", code, err))
 	}
 	cs := []contender{
-		{name: "upstream direct", desc: "the app itself, no proxy", url: b.upstream + "/direct/x", prefix: "/direct", pid: up.pid()},
-		{name: "bare ReverseProxy", desc: "httputil.ReverseProxy, no auth: the floor for a Go proxy", url: "http://" + bareAddr + "/bare/x", prefix: "/bare", pid: bare.pid()},
+		{name: "upstream direct", desc: "the app itself, no proxy", url: b.upstream + "/direct/x", prefix: "/direct", pids: []int{up.pid()}},
+		{name: "bare ReverseProxy", desc: "httputil.ReverseProxy, no auth: the floor for a Go proxy", url: "http://" + bareAddr + "/bare/x", prefix: "/bare", pids: []int{bare.pid()}},
 		{name: "oidcgate cached JWT", desc: fmt.Sprintf("one valid RS256 bearer token (verdict cached; revocation checked on every request), %d entries loaded", b.p.entries),
-			url: b.gw.public + "/gw/x", prefix: "/gw", pid: b.gw.pid(), authFile: authFile},
+			url: b.gw.public + "/gw/x", prefix: "/gw", pids: []int{b.gw.pid()}, authFile: authFile},
 		{name: "oidcgate fresh JWT", desc: fmt.Sprintf("a new RS256 token on every request (signature verified each time, no cache hit), %d entries loaded", b.p.entries),
-			url: b.gw.public + "/gw/x", prefix: "/gw", pid: b.gw.pid(), fresh: true},
+			url: b.gw.public + "/gw/x", prefix: "/gw", pids: []int{b.gw.pid()}, fresh: true},
 	}
 	if b.o.oauth2Proxy != "" {
 		p, base, err := startOAuth2Proxy(b.o.oauth2Proxy, b.info.cpu.proxy, b.is.url, b.upstream)
@@ -242,7 +249,14 @@ func (b *bench) startContenders(ctx context.Context) ([]contender, error) {
 			return nil, err
 		}
 		cs = append(cs, contender{name: "oauth2-proxy", desc: "v7.15.6, --skip-jwt-bearer-tokens with the same issuer (verifies the signature on every request)",
-			url: base + "/o2p/x", prefix: "/o2p", pid: p.pid(), authFile: authFile})
+			url: base + "/o2p/x", prefix: "/o2p", pids: []int{p.pid()}, authFile: authFile})
+	}
+	if b.nginx != "" {
+		fwd, err := b.startForwardAuth(ctx, authFile, tok)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, fwd...)
 	}
 	return cs, nil
 }
@@ -344,7 +358,7 @@ func (b *bench) throughput(ctx context.Context, cs []contender) ([]contenderResu
 
 	out := make([]contenderResult, len(cs))
 	for i, c := range cs {
-		out[i] = contenderResult{name: c.name, desc: c.desc}
+		out[i] = contenderResult{name: c.name, desc: c.desc, fwd: c.fwd}
 	}
 	for r := range b.p.rounds {
 		for i, c := range cs {
@@ -382,7 +396,7 @@ func (b *bench) round(ctx context.Context, l *loader, c contender, freshFile str
 			return round{}, nil, err
 		}
 	}
-	cpu0, err := cpuTime(c.pid)
+	cpu0, err := cpuTimes(c.pids)
 	if err != nil {
 		return round{}, nil, err
 	}
@@ -396,7 +410,7 @@ func (b *bench) round(ctx context.Context, l *loader, c contender, freshFile str
 		return round{}, nil, err
 	}
 	wall := time.Since(t0)
-	cpu1, err := cpuTime(c.pid)
+	cpu1, err := cpuTimes(c.pids)
 	if err != nil {
 		return round{}, nil, err
 	}
@@ -545,6 +559,11 @@ func ratios(rs []contenderResult) []ratio {
 	}
 	rps := func(r round) float64 { return r.rps }
 	cpu := func(r round) float64 { return float64(r.cpuPerReq) }
+	p99 := func(r round) float64 { return float64(r.p99) }
+	fwd := func(q ratio) ratio {
+		q.fwd = true
+		return q
+	}
 	const (
 		cached = "oidcgate cached JWT"
 		fresh  = "oidcgate fresh JWT"
@@ -558,5 +577,8 @@ func ratios(rs []contenderResult) []ratio {
 		pair("CPU per request: oidcgate cached JWT ÷ bare ReverseProxy", cached, bare, "lower is better", cpu),
 		pair("CPU per request: oidcgate cached JWT ÷ oauth2-proxy", cached, o2p, "lower is better", cpu),
 		pair("CPU per request: oidcgate fresh JWT ÷ oauth2-proxy", fresh, o2p, "lower is better", cpu),
+		fwd(pair("req/s: "+fwdOidcgate+" ÷ "+fwdOAuth2Proxy, fwdOidcgate, fwdOAuth2Proxy, "≥ 1.5", rps)),
+		fwd(pair("p99: "+fwdOidcgate+" ÷ "+fwdOAuth2Proxy, fwdOidcgate, fwdOAuth2Proxy, "≤ 0.5", p99)),
+		fwd(pair("CPU per request: "+fwdOidcgate+" ÷ "+fwdOAuth2Proxy, fwdOidcgate, fwdOAuth2Proxy, "lower is better", cpu)),
 	}
 }
