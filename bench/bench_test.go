@@ -174,7 +174,7 @@ func TestQuickRun(t *testing.T) {
 		"| oidcgate fresh JWT |", "5 of 5", "| 1000 |"}
 	fwd := nginxBin("nginx") != ""
 	if fwd {
-		want = append(want, "| "+fwdOidcgate+" |", "nginx version")
+		want = append(want, "| "+fwdOidcgate+" |", "; nginx/")
 	} else {
 		want = append(want, "not run (binary absent: apt-get install nginx-light)")
 	}

@@ -21,6 +21,8 @@ apt_install() {
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 # Optional: without redis-server the Redis revocation test is skipped.
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server || true
+# Optional: without nginx the forward-auth contenders are skipped.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_install nginx-light || true
 
 O2P_VERSION=v7.15.6
 if ! { [ -x "$BIN/oauth2-proxy" ] && go version -m "$BIN/oauth2-proxy" | grep -q "oauth2-proxy/v7[[:space:]]*$O2P_VERSION"; }; then

@@ -372,7 +372,7 @@ func (b *bench) throughput(ctx context.Context, cs []contender) ([]contenderResu
 				continue
 			}
 			out[i].rounds = append(out[i].rounds, rd)
-			b.logf("  round %d %-20s %8.0f req/s  p50 %-9s p99 %-9s cpu/req %s", r+1, c.name, rd.rps, rd.p50, rd.p99, rd.cpuPerReq)
+			b.logf("  round %d %-34s %8.0f req/s  p50 %-9s p99 %-9s cpu/req %s", r+1, c.name, rd.rps, rd.p50, rd.p99, rd.cpuPerReq)
 		}
 	}
 	for i := range out {
