@@ -126,6 +126,11 @@ func (g *Gateway) authenticate(ctx context.Context, h http.Header, scopes []stri
 	case authMalformed:
 		return nil, decInvalidRequest, ""
 	}
+	if introspect.LooksLikeAPIKey(token) {
+		// A key where keys are not accepted: refused here, never sent to
+		// the token verifier (or an issuer's introspection endpoint).
+		return nil, decInvalidToken, token
+	}
 	claims, err := g.verifier.Verify(ctx, token)
 	switch {
 	case errors.Is(err, introspect.ErrInvalidToken):

@@ -83,6 +83,11 @@ type Route struct {
 	// sub). The value is (*introspect.Claims).Claim(name); a missing claim
 	// leaves the header absent. Nil sets none.
 	Headers map[string]string `yaml:"headers"`
+	// APIKeys makes the route accept API keys (Authorization: Bearer oag_…
+	// or the Config.APIKeyHeader field) as well as its auth mode's
+	// credentials: sub = client_id = the key's owner, scope = its scopes.
+	// The key never reaches the upstream. Not with auth none.
+	APIKeys bool `yaml:"api_keys"`
 }
 
 // TokenVerifier verifies a bearer token. An error wrapping
@@ -234,6 +239,12 @@ type Config struct {
 	// is refused (400 invalid_request) without being parsed. 0 means
 	// DefaultMaxAuthorizationBytes.
 	MaxAuthorizationBytes int
+	// APIKeys verifies API keys. New requires it when a route has
+	// api_keys.
+	APIKeys KeyVerifier
+	// APIKeyHeader is the request field that may carry an API key (YAML
+	// api_keys.header); "" means DefaultAPIKeyHeader (X-API-Key).
+	APIKeyHeader string
 	// Verifier verifies bearer tokens. New requires it when a route uses
 	// bearer or either auth (Validate does not, so that a config file can
 	// be checked on its own).
@@ -361,6 +372,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.validateSession()...)
 	errs = append(errs, c.ForwardAuth.validate()...)
+	errs = append(errs, c.validateAPIKeys()...)
 	cookieName := cmp.Or(c.Session.CookieName, defaultCookieName(strings.HasPrefix(c.PublicURL, "https:")))
 	seen := make(map[string]int, len(c.Routes))
 	for i, r := range c.Routes {

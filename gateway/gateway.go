@@ -35,6 +35,11 @@ type Gateway struct {
 	clk      clock.Clock
 	routes   []*route
 
+	// keys verifies API keys on api_keys routes; keyHeader is the
+	// canonical name of the field that may carry one.
+	keys      KeyVerifier
+	keyHeader string
+
 	// Forward auth: trusted is nil when every source may ask;
 	// redirectHosts are forward_auth.allowed_redirect_hosts, normalHost'd.
 	trusted       []netip.Prefix
@@ -77,6 +82,7 @@ type route struct {
 	// idParams are the app cookies as lower-case path parameters
 	// (";jsessionid=", "%3bjsessionid="), refused in request paths.
 	idParams []string
+	apiKeys  bool
 }
 
 type identityHeader struct {
@@ -92,6 +98,7 @@ type proxyState struct {
 	session *session // nil on bearer and none requests
 	cookies cookieResult
 	failed  bool
+	keySrc  keySource // where the request's API key was, if it had one
 }
 
 type stateKey struct{}
@@ -118,12 +125,17 @@ func New(cfg Config) (*Gateway, error) {
 	if browser && (cfg.IDTokens == nil || cfg.Sessions == nil) {
 		return nil, errors.New("gateway: id tokens and sessions: required when a route uses browser auth")
 	}
+	if slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.APIKeys }) && cfg.APIKeys == nil {
+		return nil, errors.New("gateway: api keys: required when a route has api_keys")
+	}
 	g := &Gateway{
-		router:   mux.NewRouter(),
-		verifier: cfg.Verifier,
-		maxAuth:  cmp.Or(cfg.MaxAuthorizationBytes, DefaultMaxAuthorizationBytes),
-		log:      cfg.Logger,
-		clk:      clock.Or(cfg.Clock),
+		router:    mux.NewRouter(),
+		keys:      cfg.APIKeys,
+		keyHeader: http.CanonicalHeaderKey(cmp.Or(cfg.APIKeyHeader, DefaultAPIKeyHeader)),
+		verifier:  cfg.Verifier,
+		maxAuth:   cmp.Or(cfg.MaxAuthorizationBytes, DefaultMaxAuthorizationBytes),
+		log:       cfg.Logger,
+		clk:       clock.Or(cfg.Clock),
 	}
 	g.now = g.clk.Now
 	if g.log == nil {
@@ -290,6 +302,7 @@ func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper,
 		logoutURL: r.AppLogoutURL,
 	}
 	rt.label = rt.host + rt.prefix
+	rt.apiKeys = r.APIKeys
 	rt.metrics = m.route(rt.label)
 	rt.scopeHdr = challengeInsufficientScope + `, scope="` + strings.Join(rt.scopes, " ") + `"`
 	for name, claim := range r.Headers {
@@ -312,6 +325,7 @@ func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper,
 			pr.SetXForwarded()
 			rt.setCookies(pr)
 			rt.setIdentity(pr)
+			rt.stripKey(pr)
 		},
 		Transport:  transport,
 		BufferPool: buffers,
@@ -379,6 +393,7 @@ type verdict struct {
 	mode   AuthMode
 	claims *introspect.Claims // the verified identity when d is decAllowed
 	token  string             // the bearer token parsed, for the log's hash only
+	keySrc keySource          // where an API key was found, if one was
 	// The session cookie, on AuthBrowser: present when one was sent,
 	// opened when it opened (then sess is it), live when it is also
 	// unexpired and not revoked.
@@ -393,6 +408,9 @@ type verdict struct {
 // caller's.
 func (rt *route) judge(ctx context.Context, h http.Header) verdict {
 	v := verdict{mode: rt.auth}
+	if rt.apiKeys && rt.judgeKey(h, &v) {
+		return v
+	}
 	if v.mode == AuthEither {
 		// An Authorization header means an API client: judged as bearer.
 		v.mode = AuthBrowser
@@ -451,7 +469,7 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.g.logDenied(r.Context(), rt.label, v.d, v.token)
 			return
 		}
-		st.claims = v.claims
+		st.claims, st.keySrc = v.claims, v.keySrc
 		st.cookies = rt.inspectCookies(r.Header, "", false)
 	case AuthBrowser:
 		s, d := rt.g.authenticateSession(w, r, rt, st, &v)

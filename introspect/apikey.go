@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -170,7 +171,14 @@ type APIKeys struct {
 
 	mu      sync.Mutex
 	pending map[string]bool
+
+	// claims maps a key id to its shared Claims (at most maxKeyClaims).
+	claims    sync.Map
+	claimsLen atomic.Int64
 }
+
+// maxKeyClaims bounds the shared Claims kept.
+const maxKeyClaims = 100_000
 
 // NewAPIKeys returns the verifier of cfg. It starts nothing.
 func NewAPIKeys(cfg KeysConfig) (*APIKeys, error) {
@@ -246,10 +254,15 @@ func (k *APIKeys) Check(raw string, c *cache.KeyCheck) error {
 // ClientID are the owner, Scopes the key's, IssuedAt its creation,
 // ExpiresAt its expiry, JTI its id; Issuer is empty. Extra holds
 // token_type "api_key" and, when the key is limited to routes, "routes".
+// The Claims of a key are built once and shared (read-only): a key's
+// record never changes but for its last use.
 func (k *APIKeys) Verify(raw string) (*Claims, error) {
 	var c cache.KeyCheck
 	if err := k.Check(raw, &c); err != nil {
 		return nil, err
+	}
+	if cl, ok := k.claims.Load(c.ID); ok {
+		return cl.(*Claims), nil
 	}
 	cl := &Claims{
 		Subject:   c.Owner,
@@ -263,6 +276,12 @@ func (k *APIKeys) Verify(raw string) (*Claims, error) {
 	if c.Routes != "" {
 		cl.Extra["routes"] = c.Routes
 	}
+	if k.claimsLen.Add(1) > maxKeyClaims {
+		// Bounded: start again rather than grow with every key ever used.
+		k.claims.Clear()
+		k.claimsLen.Store(1)
+	}
+	k.claims.Store(c.ID, cl)
 	return cl, nil
 }
 

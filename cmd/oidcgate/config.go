@@ -50,7 +50,9 @@ type Config struct {
 	Routes         []gateway.Route       `yaml:"routes"`
 	// ForwardAuth configures /oauth2/auth and the ext_authz service.
 	ForwardAuth gateway.ForwardAuthConfig `yaml:"forward_auth"`
-	Admin       logout.AdminConfig        `yaml:"admin"`
+	// APIKeys configures API keys (/admin/keys, routes[].api_keys).
+	APIKeys APIKeysConfig      `yaml:"api_keys"`
+	Admin   logout.AdminConfig `yaml:"admin"`
 	// IntrospectionClients may call /introspect and /revoke on the
 	// internal listener; none means nobody may.
 	IntrospectionClients []introspect.Client `yaml:"introspection_clients"`
@@ -59,6 +61,22 @@ type Config struct {
 	Audit audit.Config `yaml:"audit"`
 	// SSF is the Shared Signals receiver; without transmitters it is off.
 	SSF SSFConfig `yaml:"ssf"`
+}
+
+// APIKeysConfig is the YAML key `api_keys`: header (the request field
+// that may carry a key besides Authorization; default X-API-Key),
+// max_lifetime, max_idle, max_per_owner and max_total.
+type APIKeysConfig struct {
+	Header      string        `yaml:"header"`
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+	MaxIdle     time.Duration `yaml:"max_idle"`
+	MaxPerOwner int           `yaml:"max_per_owner"`
+	MaxTotal    int           `yaml:"max_total"`
+}
+
+// keys is the part logout takes.
+func (c APIKeysConfig) keys() logout.KeysConfig {
+	return logout.KeysConfig{MaxLifetime: c.MaxLifetime, MaxIdle: c.MaxIdle, MaxPerOwner: c.MaxPerOwner, MaxTotal: c.MaxTotal}
 }
 
 // SSFConfig is the YAML key `ssf`: the Shared Signals (RFC 8935 push)
@@ -393,7 +411,7 @@ func (c *Config) Validate() error {
 	if l := c.ForwardAuth.GRPCListen; l != "" && (l == c.Listen || l == c.InternalListen) {
 		errs = append(errs, errors.New("forward_auth.grpc_listen: must differ from listen and internal_listen"))
 	}
-	gw := gateway.Config{Routes: c.Routes, PublicURL: c.PublicURL, Session: c.Session, Login: login, ForwardAuth: c.ForwardAuth}
+	gw := gateway.Config{Routes: c.Routes, PublicURL: c.PublicURL, Session: c.Session, Login: login, ForwardAuth: c.ForwardAuth, APIKeyHeader: c.APIKeys.Header}
 	if c.ClockSkew != nil {
 		gw.ClockSkew = *c.ClockSkew
 	}
@@ -409,6 +427,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	add("admin", c.Admin.Validate())
+	add("api_keys", c.APIKeys.keys().Validate())
 	if c.Audit.Path != "" || c.Audit.MaxBytes != 0 {
 		add("audit", c.Audit.Validate())
 	}

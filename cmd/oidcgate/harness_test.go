@@ -656,8 +656,10 @@ routes:
     headers: {X-User: sub, X-Scope: scope}
   - path_prefix: /
     upstream: %[5]s
+    api_keys: true
     headers:
       X-User: sub
+      X-Client: client_id
       X-Scope: scope
 admin:
   tokens:

@@ -25,6 +25,8 @@ Usage:
   oidcgate check-config FILE         validate a config; list every problem
   oidcgate revoke --sub|--sid|--jti|--client|--session VALUE [--issuer ISS] [--reason TEXT]
                                      revoke through a running gateway's admin API
+  oidcgate keys create|list|rotate|revoke ...
+                                     manage API keys through the admin API (a new key is printed once)
   oidcgate verify-revocation --sub|--sid|--jti|--client|--session VALUE [--issuer ISS]
                                      check that every replica applied a revocation
                                      (exit 0 applied everywhere, 1 otherwise)
@@ -58,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheckConfig(rest, stdout, stderr)
 	case "revoke":
 		err = cmdRevoke(ctx, rest, stdout, stderr)
+	case "keys":
+		err = cmdKeys(ctx, rest, stdout, stderr)
 	case "verify-revocation":
 		err = cmdVerifyRevocation(ctx, rest, stdout, stderr)
 	case "audit":

@@ -46,6 +46,8 @@ type revocationStore interface {
 	FirstSeen(ctx context.Context, key string, until time.Time) (bool, error)
 	logout.LiveSIDs
 	gateway.LiveSIDs
+	logout.KeyRecords
+	introspect.KeyStore
 	Run(ctx context.Context) error
 	Close() error
 }
@@ -61,6 +63,8 @@ type gatewayApp struct {
 	store    revocationStore
 	redis    *cache.Redis // the store, with backend redis; else nil
 	verifier *introspect.Verifier
+	keys     *introspect.APIKeys
+	keyAdmin *logout.KeyAdmin
 	gw       *gateway.Gateway
 	public   *http.Server
 	internal *http.Server
@@ -117,6 +121,20 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("token verifier: %w", err)
 	}
+	issuers := make([]string, len(cfg.Issuers))
+	for i, iss := range cfg.Issuers {
+		issuers[i] = iss.Issuer
+	}
+	a.keys, err = introspect.NewAPIKeys(introspect.KeysConfig{
+		Store:   a.store,
+		Issuers: issuers,
+		MaxIdle: cfg.APIKeys.MaxIdle,
+		Logger:  log,
+		Metrics: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api keys: %w", err)
+	}
 	login, _ := cfg.login()
 	a.gw, err = gateway.New(gateway.Config{
 		Routes:      cfg.Routes,
@@ -133,6 +151,9 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		Metrics:     reg,
 
 		AppLogoutObserver: observer,
+
+		APIKeys:      a.keys,
+		APIKeyHeader: cfg.APIKeys.Header,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -157,10 +178,26 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		LiveSIDs:        a.store,
 		Logger:          log,
 		Metrics:         reg,
+
+		KeyMaxLifetime: cfg.APIKeys.MaxLifetime,
 	}
 	admin, err := logout.NewAdmin(lcfg)
 	if err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	routeNames := make([]string, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		routeNames[i] = r.Name()
+	}
+	a.keyAdmin, err = logout.NewKeyAdmin(logout.KeyAdminConfig{
+		Config:  lcfg,
+		Keys:    cfg.APIKeys.keys(),
+		Records: a.store,
+		Audit:   a.audit,
+		Routes:  routeNames,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key admin API: %w", err)
 	}
 	backchannel, err := logout.NewBackchannel(lcfg)
 	if err != nil {
@@ -191,6 +228,7 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	introspection, err := introspect.NewServer(introspect.ServerConfig{
 		Clients:  cfg.IntrospectionClients,
 		Verifier: a.verifier,
+		Keys:     a.keys,
 		Store:    revoker,
 		Logger:   log,
 		Metrics:  reg,
@@ -203,6 +241,8 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	internal.HandleFunc("/introspect", introspection.ServeIntrospect)
 	internal.HandleFunc("/revoke", introspection.ServeRevoke)
 	internal.Handle("/admin/revocations", admin)
+	internal.Handle(logout.KeysPath, a.keyAdmin)
+	internal.Handle(logout.KeysPath+"/", a.keyAdmin)
 	if ssf != nil && !cfg.SSF.Public {
 		internal.Handle(logout.SSFPath, ssf)
 	}
@@ -381,6 +421,8 @@ func (a *gatewayApp) run(ctx context.Context) error {
 	g.Go(func() error { return a.store.Run(gctx) })
 	g.Go(func() error { return a.verifier.Run(gctx) })
 	g.Go(func() error { return a.gw.Run(gctx) })
+	g.Go(func() error { return a.keys.Run(gctx) })
+	g.Go(func() error { return a.keyAdmin.Run(gctx) })
 	g.Go(func() error { return serve(a.public, a.publicLn) })
 	g.Go(func() error { return serve(a.internal, a.intLn) })
 	if a.grpc != nil {
