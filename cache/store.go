@@ -91,7 +91,8 @@ type Store struct {
 	subs subscribers
 	seen replayCache
 	// live is RecordSID's memory: liveKey -> until (Unix ns).
-	live replayCache
+	live    replayCache
+	targets targetTable
 
 	// id is this replica's id (see ReplicaID).
 	id string
@@ -123,6 +124,7 @@ func Open(cfg Config) (*Store, error) {
 		live: replayCache{m: make(map[string]int64)},
 		id:   newReplicaID(),
 	}
+	s.targets.m = make(map[string]Target)
 	if cfg.Path == "" {
 		return s, nil
 	}
@@ -147,6 +149,9 @@ func (s *Store) load() error {
 	now := start.UnixNano()
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketName); err != nil {
+			return err
+		}
+		if err := s.loadTargets(tx, time.Unix(0, now)); err != nil {
 			return err
 		}
 		return s.loadSeen(tx, now)
@@ -547,6 +552,7 @@ func (s *Store) Sweep() int {
 	}
 	s.idx.compact()
 	s.sweepSeen(now)
+	s.sweepTargets(time.Unix(0, now))
 	if removed > 0 {
 		s.log.Debug("revocation sweep", "removed", removed, "entries", s.idx.count.Load())
 	}
