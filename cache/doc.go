@@ -26,6 +26,12 @@
 // backends) answers which replicas are up and which have applied an entry,
 // the proof `oidcgate verify-revocation` prints.
 //
+// A revocation's targets (Target: a session authority call, later SSF
+// receivers and app checks) are kept with it, both backends: AddTargets,
+// UpdateTarget, Targets, PendingTargets, and leases (LeaseTarget) so that
+// one replica at a time works on a target. With Redis they are shared
+// there; with a Path, in the bbolt file.
+//
 // The storetest subpackage is the conformance suite every backend runs;
 // redistest runs real redis-server processes for tests.
 //
