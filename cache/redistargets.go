@@ -291,3 +291,22 @@ func (r *Redis) ReleaseTarget(ctx context.Context, t Target, holder string) erro
 	}
 	return nil
 }
+
+// Target is Store.Target on the targets shared in Redis.
+func (r *Redis) Target(ctx context.Context, t Target) (Target, bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	k := t.entryKey()
+	v, err := r.client.HGet(cctx, r.keys.targetHash(k), t.field()).Result()
+	if errors.Is(err, redis.Nil) {
+		return Target{}, false, nil
+	}
+	if err != nil {
+		return Target{}, false, fmt.Errorf("cache: targets: redis: %w", err)
+	}
+	got, err := decodeTarget(k, t.field(), v)
+	if err != nil {
+		return Target{}, false, fmt.Errorf("cache: targets: %w", err)
+	}
+	return got, true, nil
+}

@@ -462,3 +462,16 @@ func sortTargets(ts []Target) {
 		return ts[i].Name < ts[j].Name
 	})
 }
+
+// Target returns the stored target of t's ID (whatever its version), and
+// whether there is one.
+func (s *Store) Target(ctx context.Context, t Target) (Target, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return Target{}, false, fmt.Errorf("cache: targets: %w", err)
+	}
+	tt := &s.targets
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	got, ok := tt.m[t.ID()]
+	return got, ok, nil
+}

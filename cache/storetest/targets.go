@@ -16,6 +16,7 @@ type TargetStore interface {
 	AddTargets(ctx context.Context, ts []cache.Target) ([]cache.Target, error)
 	UpdateTarget(ctx context.Context, t cache.Target) (bool, error)
 	Targets(ctx context.Context, issuer string, kind cache.Kind, value string) ([]cache.Target, error)
+	Target(ctx context.Context, t cache.Target) (cache.Target, bool, error)
 	PendingTargets(ctx context.Context) ([]cache.Target, error)
 	LeaseTarget(ctx context.Context, t cache.Target, holder string, ttl time.Duration) (bool, error)
 	ReleaseTarget(ctx context.Context, t cache.Target, holder string) error
@@ -173,6 +174,13 @@ func testTargetUpdate(t *testing.T, open OpenTargets) {
 	list, err := s.Targets(ctx, iss1, cache.KindSID, "sid-1")
 	if err != nil || len(list) != 1 || list[0].State != cache.TargetFailed || list[0].Attempts != 8 || list[0].LastError != "status 503" {
 		t.Fatalf("Targets: got %+v, %v; want the failed target", list, err)
+	}
+	got, ok, err := s.Target(ctx, a)
+	if err != nil || !ok || got.State != cache.TargetFailed || !got.CompletedAt.Equal(failed.CompletedAt) {
+		t.Fatalf("Target: got %+v, %v, %v; want the failed target", got, ok, err)
+	}
+	if _, ok, err := s.Target(ctx, target(e, "other")); err != nil || ok {
+		t.Fatalf("Target of an unknown name: got %v, %v; want false, nil", ok, err)
 	}
 }
 
