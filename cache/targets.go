@@ -267,7 +267,10 @@ func validateTargets(ts []Target) error {
 }
 
 // putTargets stores each t of ts for which keep(t, stored, found) holds,
-// and returns what is stored afterwards.
+// and returns what is stored afterwards. With a Path, the decision is
+// taken in the file's transaction (concurrent calls share one, as
+// Revokes do), then applied to memory by the same rule: the rule
+// converges whatever the order.
 func (s *Store) putTargets(ctx context.Context, ts []Target, keep func(t, old Target, ok bool) bool) ([]Target, error) {
 	if err := validateTargets(ts); err != nil {
 		return nil, fmt.Errorf("cache: targets: %w", err)
@@ -280,33 +283,30 @@ func (s *Store) putTargets(ctx context.Context, ts []Target, keep func(t, old Ta
 	if s.closed {
 		return nil, ErrClosed
 	}
-	tt := &s.targets
-	tt.mu.Lock()
-	defer tt.mu.Unlock()
-	out := make([]Target, len(ts))
-	var changed []Target
+	in := make([]Target, len(ts))
 	for i, t := range ts {
-		t = t.normal()
-		old, ok := tt.m[t.ID()]
-		if keep(t, old, ok) {
-			out[i] = t
-			changed = append(changed, t)
-			continue
-		}
-		out[i] = old
-	}
-	if len(changed) == 0 {
-		return out, nil
+		in[i] = t.normal()
 	}
 	if s.db != nil {
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		// Batch may run fn more than once; fn only reads and writes the tx.
+		err := s.db.Batch(func(tx *bolt.Tx) error {
 			b := tx.Bucket(targetsBucket)
-			for _, t := range changed {
-				v, err := json.Marshal(t)
+			for _, t := range in {
+				var old Target
+				v := b.Get([]byte(t.ID()))
+				if v != nil {
+					if err := json.Unmarshal(v, &old); err != nil {
+						return corrupt("target record of %d bytes", len(v))
+					}
+				}
+				if !keep(t, old, v != nil) {
+					continue
+				}
+				nv, err := json.Marshal(t)
 				if err != nil {
 					return err
 				}
-				if err := b.Put([]byte(t.ID()), v); err != nil {
+				if err := b.Put([]byte(t.ID()), nv); err != nil {
 					return err
 				}
 			}
@@ -316,8 +316,17 @@ func (s *Store) putTargets(ctx context.Context, ts []Target, keep func(t, old Ta
 			return nil, fmt.Errorf("cache: targets: persist: %w", err)
 		}
 	}
-	for _, t := range changed {
-		tt.m[t.ID()] = t
+	tt := &s.targets
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	out := make([]Target, len(in))
+	for i, t := range in {
+		old, ok := tt.m[t.ID()]
+		if keep(t, old, ok) {
+			tt.m[t.ID()] = t
+			old = t
+		}
+		out[i] = old
 	}
 	return out, nil
 }
