@@ -30,9 +30,11 @@ var (
 // OpenTargets returns a new target store for cfg, like Open.
 type OpenTargets func(t *testing.T, cfg cache.Config) TargetStore
 
-// tb is the target suite's start: now, since Redis expires a target's
-// hash at the real time its entry expires.
-var tb = time.Now().UTC().Truncate(time.Millisecond)
+// tb is the start of the target test running: now, since Redis expires a
+// target's hash at the real time its entry expires. Each test sets it.
+var tb time.Time
+
+func resetBase() { tb = time.Now().UTC().Truncate(time.Millisecond) }
 
 // tentry is entry at tb.
 func tentry(kind cache.Kind, issuer, value string) cache.Entry {
@@ -53,6 +55,7 @@ func RunTargets(t *testing.T, open OpenTargets) {
 
 // RunTargetsDurable checks that targets survive a reopen of cfg.Path.
 func RunTargetsDurable(t *testing.T, open OpenTargets) {
+	resetBase()
 	cfg := cache.Config{Path: filepath.Join(t.TempDir(), "targets.db")}
 	clk := &Clock{t: tb}
 	cfg.Now = clk.Now
@@ -91,6 +94,7 @@ func target(e cache.Entry, name string) cache.Target {
 
 func openTargets(t *testing.T, open OpenTargets) (TargetStore, *Clock) {
 	t.Helper()
+	resetBase()
 	clk := &Clock{t: tb}
 	s := open(t, cache.Config{Now: clk.Now})
 	t.Cleanup(func() {
