@@ -145,6 +145,8 @@ type Record struct {
 	AppLogout *AppLogout `json:"app_logout,omitempty"`
 	// Dropped is the rotated file a retention record names.
 	Dropped *Dropped `json:"dropped,omitempty"`
+	// Outcome is the final state of one target (EventTarget).
+	Outcome *TargetOutcome `json:"outcome,omitempty"`
 	// Prev is the hex SHA-256 of the previous line's bytes (without its
 	// newline); GenesisHash for the first record. Append sets it.
 	Prev string `json:"prev"`
