@@ -61,6 +61,9 @@ type Admin struct {
 	now         func() time.Time
 	log         *slog.Logger
 	revocations *prometheus.CounterVec
+	// targetSrc and plan list a revocation's targets (see SetTargets).
+	targetSrc TargetSource
+	plan      TargetPlanner
 }
 
 // NewAdmin validates cfg, applies its defaults and registers the metrics.

@@ -63,6 +63,13 @@ type RevocationStatus struct {
 	// the revocation ended, from its audit log (absent without one); other
 	// replicas' calls are in their own logs.
 	AppLogouts []audit.AppLogout `json:"app_logouts,omitempty"`
+	// Targets lists everything the revocation must reach: each replica,
+	// each app logout call above, each session authority call (and,
+	// later, other outbound targets); never null.
+	Targets []TargetStatus `json:"targets"`
+	// Complete reports whether every target is done or unsupported: only
+	// then has the revocation reached everything it can.
+	Complete bool `json:"complete"`
 }
 
 // ReplicaStatus is one replica in a RevocationStatus.
@@ -153,6 +160,11 @@ func (a *Admin) StatusHandler(store Applier, au *audit.Log) http.Handler {
 				writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the audit log could not be read")
 				return
 			}
+		}
+		if err := a.judgeTargets(r.Context(), &out); err != nil {
+			a.log.LogAttrs(r.Context(), slog.LevelError, "revocation targets unavailable", slog.String("kind", string(q.Kind)), slog.String("value_sha256", digestPrefix(q.Value)), slog.Any("error", err))
+			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the revocation's targets could not be read")
+			return
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
@@ -283,6 +295,11 @@ func StatusRemote(ctx context.Context, client *http.Client, baseURL, token strin
 	}
 	for i := range st.Down {
 		st.Down[i] = printable(st.Down[i])
+	}
+	for i := range st.Targets {
+		t := &st.Targets[i]
+		t.Kind, t.Name, t.LastError, t.Note = printable(t.Kind), printable(t.Name), printable(t.LastError), printable(t.Note)
+		t.State = cache.TargetState(printable(string(t.State)))
 	}
 	return st, nil
 }
