@@ -21,6 +21,7 @@ import (
 	"github.com/oidcgate/oidcgate/gateway"
 	"github.com/oidcgate/oidcgate/introspect"
 	"github.com/oidcgate/oidcgate/logout"
+	"github.com/oidcgate/oidcgate/propagate"
 )
 
 // maxConfigBytes bounds the config file; anything larger is refused unread.
@@ -61,6 +62,10 @@ type Config struct {
 	Audit audit.Config `yaml:"audit"`
 	// SSF is the Shared Signals receiver; without transmitters it is off.
 	SSF SSFConfig `yaml:"ssf"`
+	// SessionAuthorities is issuers[i].session_authority, indexed like
+	// Issuers (nil where an issuer names none); read apart from Issuers
+	// (see decodeSessionAuthorities).
+	SessionAuthorities []*propagate.Config `yaml:"-"`
 }
 
 // APIKeysConfig is the YAML key `api_keys`: header (the request field
@@ -187,6 +192,9 @@ func parseConfig(data []byte, lookupEnv func(string) (string, bool)) (*Config, e
 	if err := doc.Decode(&cfg); err != nil {
 		return nil, errors.Join(append(errs, fmt.Errorf("config: %w", err))...)
 	}
+	authorities, decodeErrs := decodeSessionAuthorities(doc)
+	errs = append(errs, decodeErrs...)
+	cfg.SessionAuthorities = authorities
 	cfg.applyDefaults()
 	for _, err := range prefixed("", cfg.Validate()) {
 		errs = append(errs, withLine(doc, err, "store."))
@@ -211,6 +219,9 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) []error {
 			k, v := n.Content[i], n.Content[i+1]
 			p := join(path, k.Value)
 			ft, ok := fields[k.Value]
+			if !ok {
+				ft, ok = extraKey(t, k.Value)
+			}
 			if !ok {
 				errs = append(errs, fmt.Errorf("%s: unknown key (line %d)", p, k.Line))
 				continue
@@ -395,6 +406,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Store.validate(c.DataDir)...)
 	add("", introspect.ValidateIssuers(c.Issuers))
+	errs = append(errs, c.validateSessionAuthorities()...)
 	if len(c.Routes) == 0 {
 		errs = append(errs, errors.New("routes: at least one route is required"))
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/oidcgate/oidcgate/gateway"
 	"github.com/oidcgate/oidcgate/introspect"
 	"github.com/oidcgate/oidcgate/logout"
+	"github.com/oidcgate/oidcgate/propagate"
 )
 
 // shutdownGrace is how long in-flight requests may take to finish after
@@ -50,6 +51,8 @@ type revocationStore interface {
 	introspect.KeyStore
 	Run(ctx context.Context) error
 	Close() error
+	propagate.Store
+	logout.TargetSource
 }
 
 var (
@@ -75,6 +78,9 @@ type gatewayApp struct {
 	grpcLn net.Listener
 	audit  *audit.Log  // nil without audit.path
 	feed   *audit.Feed // nil without audit.path
+	// worker ends revoked users at their session authorities; nil when no
+	// issuer names one.
+	worker *propagate.Worker
 }
 
 // newGateway opens the store, builds every component and binds both
@@ -198,6 +204,14 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("key admin API: %w", err)
+	}
+	if a.worker, err = newPropagation(cfg, a.store, a.audit, log, reg); err != nil {
+		return nil, fmt.Errorf("session authorities: %w", err)
+	}
+	if a.worker != nil {
+		admin.SetTargets(a.store, a.worker.Plan)
+	} else {
+		admin.SetTargets(a.store, nil)
 	}
 	backchannel, err := logout.NewBackchannel(lcfg)
 	if err != nil {
@@ -423,6 +437,9 @@ func (a *gatewayApp) run(ctx context.Context) error {
 	g.Go(func() error { return a.gw.Run(gctx) })
 	g.Go(func() error { return a.keys.Run(gctx) })
 	g.Go(func() error { return a.keyAdmin.Run(gctx) })
+	if a.worker != nil {
+		g.Go(func() error { return a.worker.Run(gctx) })
+	}
 	g.Go(func() error { return serve(a.public, a.publicLn) })
 	g.Go(func() error { return serve(a.internal, a.intLn) })
 	if a.grpc != nil {

@@ -69,6 +69,9 @@ func cmdVerifyRevocation(ctx context.Context, args []string, stdout, stderr io.W
 			return fmt.Errorf("%w: the app logout of %s for session %s: %s", errNotApplied, l.Route, l.Session, l.Outcome)
 		}
 	}
+	if !st.Complete {
+		return fmt.Errorf("%w: not every target is done", errNotApplied)
+	}
 	return nil
 }
 
@@ -126,6 +129,48 @@ func printStatus(w io.Writer, q logout.StatusQuery, st logout.RevocationStatus) 
 	}
 	for _, l := range st.AppLogouts {
 		fmt.Fprintf(w, "  app logout %s session %s: %s (status %d, %d attempt(s))\n", l.Route, l.Session, l.Outcome, l.Status, l.Attempts)
+	}
+	printTargets(w, st)
+}
+
+// printTargets writes one line per target beyond replicas and app
+// logouts (printed above), then whether the revocation is complete.
+func printTargets(w io.Writer, st logout.RevocationStatus) {
+	open := 0
+	for _, t := range st.Targets {
+		if t.State != cache.TargetDone && t.State != cache.TargetUnsupported {
+			open++
+		}
+		if t.Kind == logout.TargetReplica || t.Kind == logout.TargetAppLogout {
+			continue
+		}
+		line := fmt.Sprintf("  %s %s: %s", t.Kind, t.Name, strings.ToUpper(string(t.State)))
+		if t.State == cache.TargetDone {
+			line = fmt.Sprintf("  %s %s: done", t.Kind, t.Name)
+		}
+		if t.Attempts > 0 {
+			line += fmt.Sprintf(" after %d attempt(s)", t.Attempts)
+		}
+		if t.CompletedAt != nil {
+			line += " at " + t.CompletedAt.Format(time.RFC3339Nano)
+		}
+		if t.NextAt != nil {
+			line += ", next attempt at " + t.NextAt.Format(time.RFC3339Nano)
+		}
+		if t.LastError != "" {
+			line += "; last error: " + t.LastError
+		}
+		if t.Note != "" {
+			line += " (" + t.Note + ")"
+		}
+		fmt.Fprintln(w, line)
+	}
+	switch {
+	case st.Entry == nil:
+	case st.Complete:
+		fmt.Fprintf(w, "COMPLETE: every one of %d target(s) is done or unsupported\n", len(st.Targets))
+	default:
+		fmt.Fprintf(w, "NOT COMPLETE: %d of %d target(s) are not done\n", open, len(st.Targets))
 	}
 }
 
