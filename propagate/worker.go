@@ -129,7 +129,7 @@ const (
 	defaultMaxAttempts = 12
 	defaultMinBackoff  = 500 * time.Millisecond
 	defaultMaxBackoff  = 5 * time.Minute
-	workerCallTimeout = 10 * time.Second
+	workerCallTimeout  = 10 * time.Second
 	defaultRescan      = time.Minute
 	// entryQueue bounds the entries waiting to be planned; past it the
 	// worker drops them and rescans (the entries are in the store).
