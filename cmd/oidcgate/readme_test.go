@@ -26,6 +26,7 @@ func TestREADMEConfig(t *testing.T) {
 		"SESSION_SECRET":               strings.Repeat("s", 32),
 		"OIDCGATE_ADMIN_TOKEN":         strings.Repeat("a", 32),
 		"BILLING_INTROSPECTION_SECRET": strings.Repeat("b", 16),
+		"SSO_ADMIN_SECRET":             "sso-admin-secret",
 	}
 	if _, err := parseConfig([]byte("listen:"+block), envOf(env)); err != nil {
 		t.Errorf("README.md's configuration reference is refused:\n%v", err)
