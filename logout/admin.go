@@ -64,6 +64,8 @@ type Admin struct {
 	// targetSrc and plan list a revocation's targets (see SetTargets).
 	targetSrc TargetSource
 	plan      TargetPlanner
+	// applier answers ?wait=replicas (see SetApplier).
+	applier Applier
 }
 
 // NewAdmin validates cfg, applies its defaults and registers the metrics.
@@ -183,7 +185,11 @@ func (a *Admin) revoke(w http.ResponseWriter, r *http.Request, initiator string)
 		writeError(w, http.StatusBadRequest, "invalid_request", "body could not be read")
 		return
 	}
-	e, err := parseRevoke(body)
+	wait, err := a.parseWait(r.URL.RawQuery)
+	var e cache.Entry
+	if err == nil {
+		e, err = parseRevoke(body)
+	}
 	if err == nil {
 		e, err = a.complete(e, initiator)
 	}
@@ -218,7 +224,11 @@ func (a *Admin) revoke(w http.ResponseWriter, r *http.Request, initiator string)
 	}
 	a.count(string(e.Kind), resultOK)
 	a.log.LogAttrs(r.Context(), slog.LevelInfo, "revocation stored", attrs...)
-	writeJSON(w, http.StatusCreated, stored)
+	answer := revokeAnswer{Entry: stored}
+	if wait > 0 {
+		answer.Wait = a.waitReplicas(r.Context(), stored, wait)
+	}
+	writeJSON(w, http.StatusCreated, answer)
 }
 
 // complete resolves e's issuer and fills the times and initiator.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/oidcgate/oidcgate/cache"
@@ -37,6 +38,9 @@ type RevokeRequest struct {
 	Issuer      string `json:"issuer,omitempty"`
 	Reason      string `json:"reason,omitempty"`
 	EffectiveAt string `json:"effective_at,omitempty"`
+	// Wait, when positive, asks the gateway to answer only when every live
+	// replica applied the entry, or after Wait (?wait=replicas&timeout=).
+	Wait time.Duration `json:"-"`
 }
 
 // RemoteError is returned by RevokeRemote when the admin API answered but
@@ -71,20 +75,31 @@ func (e *RemoteError) Error() string {
 // not travel elsewhere). The deadline is ctx's and client's; client must
 // not be nil.
 func RevokeRemote(ctx context.Context, client *http.Client, baseURL, token string, req RevokeRequest) (cache.Entry, error) {
+	e, _, err := RevokeRemoteWait(ctx, client, baseURL, token, req)
+	return e, err
+}
+
+// RevokeRemoteWait is RevokeRemote that also returns, when req.Wait is
+// positive, which live replicas had applied the entry when the gateway
+// answered (nil otherwise).
+func RevokeRemoteWait(ctx context.Context, client *http.Client, baseURL, token string, req RevokeRequest) (cache.Entry, *WaitReplicas, error) {
 	if client == nil {
-		return cache.Entry{}, errors.New("logout: RevokeRemote: nil *http.Client")
+		return cache.Entry{}, nil, errors.New("logout: RevokeRemote: nil *http.Client")
 	}
 	endpoint, err := revocationsURL(baseURL)
 	if err != nil {
-		return cache.Entry{}, err
+		return cache.Entry{}, nil, err
+	}
+	if req.Wait > 0 {
+		endpoint += "?" + url.Values{"wait": {"replicas"}, "timeout": {req.Wait.String()}}.Encode()
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return cache.Entry{}, fmt.Errorf("logout: %w", err)
+		return cache.Entry{}, nil, fmt.Errorf("logout: %w", err)
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
-		return cache.Entry{}, fmt.Errorf("logout: %w", err)
+		return cache.Entry{}, nil, fmt.Errorf("logout: %w", err)
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("Accept", "application/json")
@@ -93,27 +108,35 @@ func RevokeRemote(ctx context.Context, client *http.Client, baseURL, token strin
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := c.Do(hr)
 	if err != nil {
-		return cache.Entry{}, fmt.Errorf("logout: revoke: %w", err)
+		return cache.Entry{}, nil, fmt.Errorf("logout: revoke: %w", err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
 	if err != nil {
-		return cache.Entry{}, fmt.Errorf("logout: revoke: reading the answer: %w", err)
+		return cache.Entry{}, nil, fmt.Errorf("logout: revoke: reading the answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusCreated {
 		var er errorResponse
 		_ = json.Unmarshal(data, &er)
-		return cache.Entry{}, &RemoteError{
+		return cache.Entry{}, nil, &RemoteError{
 			StatusCode:  resp.StatusCode,
 			Code:        printable(er.Error),
 			Description: printable(er.Description),
 		}
 	}
-	var e cache.Entry
-	if err := json.Unmarshal(data, &e); err != nil {
-		return cache.Entry{}, fmt.Errorf("logout: revoke: stored, but the answer is not an entry: %w", err)
+	var ans revokeAnswer
+	if err := json.Unmarshal(data, &ans); err != nil {
+		return cache.Entry{}, nil, fmt.Errorf("logout: revoke: stored, but the answer is not an entry: %w", err)
 	}
-	return e, nil
+	if w := ans.Wait; w != nil {
+		for i := range w.Pending {
+			w.Pending[i] = printable(w.Pending[i])
+		}
+		for i := range w.Down {
+			w.Down[i] = printable(w.Down[i])
+		}
+	}
+	return ans.Entry, ans.Wait, nil
 }
 
 // revocationsURL returns the admin revocations endpoint under baseURL.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -129,6 +130,25 @@ func TestRedisE2E(t *testing.T) {
 		}
 		for _, r := range reps {
 			r.waitStatus(t, cli, http.StatusUnauthorized)
+		}
+	})
+
+	t.Run("revoke --wait answers once every live replica applied it", func(t *testing.T) {
+		toks := make([]string, 5)
+		for i := range toks {
+			toks[i] = iss.mint(t, iss.spec(t, fmt.Sprintf("redis-wait-%d", i)))
+		}
+		for i, tok := range toks {
+			code, out, errOut := runCLI(t, reps[i%3].cliEnv(admin), "revoke", "--sub", fmt.Sprintf("redis-wait-%d", i), "--wait")
+			if code != 0 || !strings.Contains(errOut, "applied by every live replica") {
+				t.Fatalf("oidcgate revoke --wait: exit %d\n%s%s", code, out, errOut)
+			}
+			// No polling: the answer means it is enforced everywhere.
+			for _, r := range reps {
+				if got := r.get(t, "/api/redis", tok, nil).status; got != http.StatusUnauthorized {
+					t.Errorf("%s right after revoke --wait returned: got %d; want 401", r.name, got)
+				}
+			}
 		}
 	})
 

@@ -19,7 +19,9 @@ import (
 const revokeTimeout = 15 * time.Second
 
 func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("revoke", "revoke --sub|--sid|--jti|--client|--session VALUE [--issuer ISS] [--reason TEXT] [--url URL]\n\n"+
+	fs := newFlags("revoke", "revoke --sub|--sid|--jti|--client|--session VALUE [--issuer ISS] [--reason TEXT] [--wait [--wait-timeout D]] [--url URL]\n\n"+
+		"With --wait it answers only when every live replica has applied the revocation, or says\n"+
+		"which have not by the timeout (exit 1).\n"+
 		"The admin token is read from $OIDCGATE_ADMIN_TOKEN or --token-file (never a flag: flags show in ps).\n"+
 		"The admin API URL is --url, else $OIDCGATE_ADMIN_URL, else "+defaultAdminURL(), stderr)
 	target := addTargetFlags(fs, targetHelp{
@@ -30,6 +32,8 @@ func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		cache.KindSession: "revoke this gateway session id",
 	})
 	reason := fs.String("reason", "", "free text recorded with the revocation")
+	wait := fs.Bool("wait", false, "answer only when every live replica has applied it (or name those that have not)")
+	waitTimeout := fs.Duration("wait-timeout", 5*time.Second, "how long --wait waits (at most 30s)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -54,15 +58,32 @@ func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case cache.KindSession:
 		req.Session = value
 	}
-	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	if *wait {
+		req.Wait = *waitTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, revokeTimeout+req.Wait)
 	defer cancel()
-	entry, err := logout.RevokeRemote(ctx, &http.Client{Timeout: revokeTimeout}, baseURL, token, req)
+	entry, applied, err := logout.RevokeRemoteWait(ctx, &http.Client{Timeout: revokeTimeout + req.Wait}, baseURL, token, req)
 	if err != nil {
 		return fmt.Errorf("revocation failed: %w", err)
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(entry)
+	if err := enc.Encode(entry); err != nil {
+		return err
+	}
+	if applied == nil {
+		return nil
+	}
+	if !applied.Applied {
+		return fmt.Errorf("%w: stored, but not yet applied by the live replica(s) %s within %s", errNotApplied, strings.Join(applied.Pending, ", "), *waitTimeout)
+	}
+	fmt.Fprintf(stderr, "applied by every live replica")
+	if len(applied.Down) > 0 {
+		fmt.Fprintf(stderr, " (down, not waited for: %s)", strings.Join(applied.Down, ", "))
+	}
+	fmt.Fprintln(stderr)
+	return nil
 }
 
 func defaultAdminURL() string {

@@ -213,6 +213,7 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	} else {
 		admin.SetTargets(a.store, nil)
 	}
+	admin.SetApplier(a.store)
 	backchannel, err := logout.NewBackchannel(lcfg)
 	if err != nil {
 		return nil, fmt.Errorf("back-channel logout: %w", err)
