@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // TargetStore is what the target suite needs of a backend.
@@ -57,8 +58,7 @@ func RunTargets(t *testing.T, open OpenTargets) {
 func RunTargetsDurable(t *testing.T, open OpenTargets) {
 	resetBase()
 	cfg := cache.Config{Path: filepath.Join(t.TempDir(), "targets.db")}
-	clk := &Clock{t: tb}
-	cfg.Now = clk.Now
+	cfg.Clock = clocktest.NewRealTimers(tb)
 	s := open(t, cfg)
 	e := tentry(cache.KindSub, iss1, "bob")
 	want := []cache.Target{target(e, "a"), target(e, "b")}
@@ -92,11 +92,11 @@ func target(e cache.Entry, name string) cache.Target {
 	return cache.TargetOf(e, cache.TargetSessionAuthority, name)
 }
 
-func openTargets(t *testing.T, open OpenTargets) (TargetStore, *Clock) {
+func openTargets(t *testing.T, open OpenTargets) (TargetStore, *clocktest.Clock) {
 	t.Helper()
 	resetBase()
-	clk := &Clock{t: tb}
-	s := open(t, cache.Config{Now: clk.Now})
+	clk := clocktest.NewRealTimers(tb)
+	s := open(t, cache.Config{Clock: clk})
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
