@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // Store is the part of the revocation store this package uses.
@@ -59,6 +60,7 @@ type Admin struct {
 	retention   retention
 	store       Store
 	now         func() time.Time
+	clk         clock.Clock
 	log         *slog.Logger
 	revocations *prometheus.CounterVec
 	// targetSrc and plan list a revocation's targets (see SetTargets).
@@ -91,6 +93,7 @@ func NewAdmin(cfg Config) (*Admin, error) {
 		retention:   cfg.retention(),
 		store:       cfg.Store,
 		now:         cfg.Clock.Now,
+		clk:         cfg.Clock,
 		log:         cfg.Logger,
 		revocations: revocations,
 	}, nil

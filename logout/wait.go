@@ -89,7 +89,7 @@ func (a *Admin) waitReplicas(ctx context.Context, e cache.Entry, timeout time.Du
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	last := &WaitReplicas{Pending: []string{}, Down: []string{}}
-	t := time.NewTicker(waitPoll)
+	t, tick := a.clk.NewTicker(waitPoll)
 	defer t.Stop()
 	for {
 		st, err := a.applier.Applied(ctx, e.Issuer, e.Kind, e.Value)
@@ -108,7 +108,7 @@ func (a *Admin) waitReplicas(ctx context.Context, e cache.Entry, timeout time.Du
 				last.Pending = append(last.Pending, fmt.Sprintf("unknown (%v)", context.Cause(ctx)))
 			}
 			return last
-		case <-t.C:
+		case <-tick:
 		}
 	}
 }

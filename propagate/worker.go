@@ -16,6 +16,7 @@ import (
 
 	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock"
 )
 
 // Store is the part of the revocation store the Worker uses: its entries
@@ -79,8 +80,9 @@ type WorkerConfig struct {
 	// entry again and reloads every pending target (so that nothing is
 	// lost to a crash, a full queue or a Redis outage); 0 means 1 minute.
 	RescanInterval time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock is the clock of backoff, leases and rescans; nil means the
+	// wall clock.
+	Clock clock.Clock
 	// Metrics registers the worker's metrics; nil registers none.
 	Metrics prometheus.Registerer
 	// Logger receives worker events (never a secret, never a raw value
@@ -224,16 +226,14 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.RescanInterval == 0 {
 		cfg.RescanInterval = defaultRescan
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		now:      cfg.Now,
+		now:      cfg.Clock.Now,
 		holder:   cfg.Holder,
 		byIssuer: make(map[string]*authority),
 		in:       make(chan cache.Entry, entryQueue),
@@ -387,9 +387,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 	w.reconcile(ctx)
-	rescan := time.NewTicker(w.cfg.RescanInterval)
+	rescan, rescanC := w.cfg.Clock.NewTicker(w.cfg.RescanInterval)
 	defer rescan.Stop()
-	timer := time.NewTimer(time.Hour)
+	timer, timerC := w.cfg.Clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		timer.Reset(w.dispatch())
@@ -402,9 +402,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			if w.rescan.Swap(false) {
 				w.reconcile(ctx)
 			}
-		case <-rescan.C:
+		case <-rescanC:
 			w.reconcile(ctx)
-		case <-timer.C:
+		case <-timerC:
 		}
 	}
 }
