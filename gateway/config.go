@@ -592,9 +592,10 @@ func (r Route) validate(p, sessionCookie string) []error {
 }
 
 // routeKey identifies a route for duplicate detection: (host, prefix) as
-// matched.
+// matched, the prefix normalised ("/Admin" and "/admin" are one route).
 func routeKey(r Route) string {
-	return normalHost(r.Host) + " " + normalPrefix(r.PathPrefix)
+	n, _ := normalizePath(normalPrefix(r.PathPrefix))
+	return normalHost(r.Host) + " " + n
 }
 
 func normalHost(h string) string {
@@ -638,7 +639,12 @@ func checkPathPrefix(p string) string {
 	if strings.ContainsAny(p, "%?#;\\") || path.Clean(p) != normalPrefix(p) {
 		return `must be a clean path (no "." or ".." segments, "//", "%", "?", "#", ";" or "\")`
 	}
-	if matchPrefix(p, reservedPrefix) {
+	if n, ok := normalizePath(normalPrefix(p)); !ok || n != foldString(normalPrefix(p)) {
+		// Matching compares normalised forms (normalizePath): a prefix
+		// must differ from its own only by case.
+		return "must not have a segment ending in '.' or white space, control characters or fullwidth forms"
+	}
+	if n, _ := normalizePath(p); matchPrefix(n, reservedPrefix) {
 		return reservedPrefix + " is reserved for the gateway"
 	}
 	return ""

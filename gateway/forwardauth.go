@@ -8,8 +8,6 @@ import (
 	"net/url"
 	"path"
 	"strings"
-
-	"github.com/gorilla/mux"
 )
 
 // The forward-auth endpoints on the public listener.
@@ -244,13 +242,16 @@ func (g *Gateway) lookup(o original) (*route, *forwardError) {
 	if ambiguousPath(p) {
 		return nil, badForward("the path is ambiguous (a backslash, NUL or a dot segment with parameters)")
 	}
-	req := &http.Request{Method: o.method, URL: o.url, Host: o.host, Header: http.Header{}}
-	var m mux.RouteMatch
-	g.router.Match(req, &m)
-	rt, ok := m.Handler.(*route)
-	if !ok {
+	// The proxy's own rule (routeFor): an ambiguous path is refused here
+	// too, so that /ADMIN cannot be judged under a weaker route.
+	rt, res := g.routeFor(o.host, p)
+	switch res {
+	case routeNone:
 		return nil, errNoRoute
+	case routeAmbiguous:
+		return nil, badForward("the path is ambiguous: its normalised form (case, trailing dots or spaces, encodings) selects another route")
 	}
+	req := &http.Request{Method: o.method, URL: o.url, Host: o.host, Header: http.Header{}}
 	if rt.sessionIDInPath(req) {
 		return nil, badForward("session ids in the URL are not accepted")
 	}

@@ -33,7 +33,10 @@ type Gateway struct {
 	noRoute  *routeMetrics
 	now      func() time.Time
 	clk      clock.Clock
-	routes   []*route
+	routes   []*route // most specific first
+	// normalPrefixes: every route's prefix is its own normalised form, so
+	// a path that normalizePath leaves alone matches alike both ways.
+	normalPrefixes bool
 
 	// keys verifies API keys on api_keys routes; keyHeader is the
 	// canonical name of the field that may carry one.
@@ -65,17 +68,19 @@ type Gateway struct {
 // route is one configured route, resolved at New: nothing here is built
 // per request.
 type route struct {
-	g        *Gateway
-	label    string
-	host     string // normalHost; "" = any
-	prefix   string // normalPrefix
-	auth     AuthMode
-	scopes   []string
-	scopeHdr string // WWW-Authenticate for insufficient_scope
-	headers  []identityHeader
-	strip    []string               // folded names of every route's identity headers
-	proxy    *httputil.ReverseProxy // nil on a forward-auth-only route
-	metrics  *routeMetrics
+	g      *Gateway
+	label  string
+	host   string // normalHost; "" = any
+	prefix string // normalPrefix
+	// normPrefix is prefix as normalizePath turns it (case-folded).
+	normPrefix string
+	auth       AuthMode
+	scopes     []string
+	scopeHdr   string // WWW-Authenticate for insufficient_scope
+	headers    []identityHeader
+	strip      []string               // folded names of every route's identity headers
+	proxy      *httputil.ReverseProxy // nil on a forward-auth-only route
+	metrics    *routeMetrics
 	// appNames are the sealed app cookies; logoutURL the app's logout.
 	appNames  []string
 	logoutURL string
@@ -181,7 +186,6 @@ func New(cfg Config) (*Gateway, error) {
 	for i, r := range cfg.Routes {
 		routes[i] = g.newRoute(r, strip, transport, buffers, m)
 	}
-	g.routes = routes
 	// Most specific first: host routes before host-less ones, then longer
 	// prefixes; SortStableFunc keeps config order for ties.
 	slices.SortStableFunc(routes, func(a, b *route) int {
@@ -193,6 +197,8 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		return len(b.prefix) - len(a.prefix)
 	})
+	g.routes = routes
+	g.normalPrefixes = !slices.ContainsFunc(routes, func(rt *route) bool { return rt.prefix != rt.normPrefix })
 
 	g.noRoute = m.route("none")
 	notFound := http.HandlerFunc(g.notFound)
@@ -208,9 +214,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.router.MatcherFunc(func(r *http.Request, _ *mux.RouteMatch) bool {
 		return matchPrefix(r.URL.Path, reservedPrefix) || ambiguousPath(r.URL.Path)
 	}).Handler(notFound)
-	for _, rt := range routes {
-		g.router.MatcherFunc(rt.match).Handler(rt)
-	}
+	g.router.MatcherFunc(func(*http.Request, *mux.RouteMatch) bool { return true }).HandlerFunc(g.dispatch)
 	if slices.ContainsFunc(routes, func(rt *route) bool { return rt.logoutURL != "" }) {
 		g.appLogout = newAppLogout(cfg.AppLogout, g.client, g.log, g.clk, g.skew, m)
 		g.appLogout.observer = cfg.AppLogoutObserver
@@ -301,6 +305,7 @@ func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper,
 		idParams:  sessionIDParams(r.AppSessionCookies),
 		logoutURL: r.AppLogoutURL,
 	}
+	rt.normPrefix, _ = normalizePath(rt.prefix) // checked by Validate
 	rt.label = rt.host + rt.prefix
 	rt.apiKeys = r.APIKeys
 	rt.metrics = m.route(rt.label)
@@ -362,9 +367,10 @@ func newTransport() *http.Transport {
 	}
 }
 
-// ServeHTTP routes r: to its route's handler, or 404 when no route matches
-// or the path is reserved. A path that is not clean is answered with a
-// redirect to the clean path (mux's default), never proxied.
+// ServeHTTP routes r: to its route's handler, 404 when no route matches
+// or the path is reserved, 400 when the path is ambiguous (routeFor). A
+// path that is not clean is answered with a redirect to the clean path
+// (mux's default), never proxied.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.router.ServeHTTP(w, r)
 }
@@ -374,14 +380,6 @@ func (g *Gateway) notFound(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "404 page not found", http.StatusNotFound)
 	g.noRoute.done(decNoRoute, start)
 	g.logDenied(r.Context(), "none", decNoRoute, "")
-}
-
-// match is the route's mux matcher, on the cleaned, decoded path.
-func (rt *route) match(r *http.Request, _ *mux.RouteMatch) bool {
-	if rt.host != "" && !strings.EqualFold(requestHost(r.Host), rt.host) {
-		return false
-	}
-	return matchPrefix(r.URL.Path, rt.prefix)
 }
 
 // verdict is a route's judgement of one request's credentials. The proxy
