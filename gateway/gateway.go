@@ -58,11 +58,14 @@ type Gateway struct {
 	liveSIDs    LiveSIDs
 	login       Login
 	redirectURI string
-	postLogout  []string // [0] is the default
-	maxAge      time.Duration
-	skew        time.Duration
-	client      *http.Client
-	appLogout   *appLogout // nil when no route has an app_logout_url
+	// publicOrigin is public_url's origin as a browser sends it in Origin
+	// (RFC 6454 §6.1: default port omitted).
+	publicOrigin string
+	postLogout   []string // [0] is the default
+	maxAge       time.Duration
+	skew         time.Duration
+	client       *http.Client
+	appLogout    *appLogout // nil when no route has an app_logout_url
 }
 
 // route is one configured route, resolved at New: nothing here is built
@@ -253,6 +256,7 @@ func (g *Gateway) setupSessions(cfg Config) error {
 	}
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
 	g.redirectURI = base + pathCallback
+	g.publicOrigin = publicOrigin(cfg.PublicURL)
 	g.postLogout = cfg.Session.PostLogoutRedirectURIs
 	if len(g.postLogout) == 0 {
 		g.postLogout = []string{base + "/"}
@@ -280,6 +284,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// publicOrigin returns the origin of public_url (checked by Validate).
+func publicOrigin(publicURL string) string {
+	u, _ := url.Parse(publicURL)
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if p := u.Port(); p != "" && !(u.Scheme == "https" && p == "443" || u.Scheme == "http" && p == "80") {
+		host += ":" + p
+	}
+	return u.Scheme + "://" + host
 }
 
 // Close stops the app logout workers: queued calls get up to

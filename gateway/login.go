@@ -41,7 +41,13 @@ const (
 	maxTokenResponse = 1 << 20
 	// tokenTimeout bounds the code exchange.
 	tokenTimeout = 10 * time.Second
+	// maxSignOutForm bounds the sign-out POST body.
+	maxSignOutForm = 4 << 10
 )
+
+// aadSignOutCSRF binds the sign-out page's CSRF token (the session id,
+// sealed with the session key) to its use.
+var aadSignOutCSRF = []byte("oidcgate sign-out csrf v1")
 
 // loginState is sealed in the login cookie, bound to State.
 type loginState struct {
@@ -346,7 +352,9 @@ func (g *Gateway) exchange(ctx context.Context, code string, st loginState) (ver
 	return verifiedLogin{Claims: claims, raw: tr.IDToken}, nil
 }
 
-// signOut handles /oauth2/sign_out (OIDC RP-Initiated Logout 1.0): it
+// signOut handles /oauth2/sign_out (OIDC RP-Initiated Logout 1.0). A GET
+// never signs out: it answers with a confirmation page whose form POSTs
+// the same URL with a CSRF token. A POST that passes signOutAllowed
 // revokes the session, calls app logout for the request's app cookies,
 // clears the cookies and sends the browser to the IdP's
 // end_session_endpoint, or to the post-logout URI without one.
@@ -357,23 +365,28 @@ func (g *Gateway) signOut(w http.ResponseWriter, r *http.Request) {
 		plainError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
+	raw, _ := g.cookies.read(r.Header)
+	s, ok := g.cookies.open(raw, true)
 	if r.Method == http.MethodGet {
-		switch r.Header.Get("Sec-Fetch-Site") {
-		case "cross-site", "same-site":
-			// A link on another site would log the user out (logout CSRF):
-			// the session cookie (SameSite=Lax) rides along on a top-level
-			// GET. Ask instead; the form's POST from this origin does it,
-			// and a cross-site POST carries no Lax cookie.
-			confirmSignOut(w, r)
-			return
+		// Logout CSRF: a link or image anywhere would log the user out, and
+		// older browsers send no Sec-Fetch-Site to tell a link on the app
+		// from one elsewhere (the session cookie, SameSite=Lax, rides along
+		// on a top-level GET). So a GET only asks.
+		token := ""
+		if ok {
+			token = g.cookies.seal.seal([]byte(s.ID), aadSignOutCSRF)
 		}
+		confirmSignOut(w, r.URL.RequestURI(), token)
+		return
+	}
+	if !g.signOutAllowed(r, s.ID, ok) {
+		plainError(w, http.StatusForbidden, "sign-out refused: send it from this site's sign-out page")
+		return
 	}
 	post := g.postLogout[0]
 	if p := r.URL.Query().Get("post_logout_redirect_uri"); p != "" && slices.Contains(g.postLogout, p) {
 		post = p
 	}
-	raw, _ := g.cookies.read(r.Header)
-	s, ok := g.cookies.open(raw, true)
 	if ok {
 		now := g.now()
 		_, err := g.sessions.Revoke(r.Context(), cache.Entry{
@@ -414,15 +427,41 @@ func (g *Gateway) signOut(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, target, http.StatusFound)
 }
 
-// confirmSignOut answers a cross-site GET of /oauth2/sign_out with a
-// page whose button POSTs the same URL.
-func confirmSignOut(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self'")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+// signOutAllowed reports whether a sign-out POST comes from this site: its
+// Origin (RFC 6454 §7, sent by browsers on every POST) is public_url's, or,
+// when the browser sent none (or "null"), its form carries the CSRF token
+// of the confirmation page, bound to the session id. A POST that fetch
+// metadata marks as cross-site or same-site is refused whatever it
+// carries: a sibling host is not this origin. Without a session there is
+// nothing to protect and only the Origin is checked.
+func (g *Gateway) signOutAllowed(r *http.Request, sessionID string, hasSession bool) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		return strings.EqualFold(o, g.publicOrigin)
+	}
+	if !hasSession {
+		return true
+	}
+	r.Body = http.MaxBytesReader(nil, r.Body, maxSignOutForm)
+	plain, ok := g.cookies.seal.open(r.PostFormValue("csrf"), aadSignOutCSRF, nil)
+	return ok && subtle.ConstantTimeCompare(plain, []byte(sessionID)) == 1
+}
+
+// confirmSignOut writes the sign-out confirmation page: one button that
+// POSTs action with the CSRF token. It may not be framed (a framed button
+// could be clicked by a lure).
+func confirmSignOut(w http.ResponseWriter, action, token string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
 	fmt.Fprintf(w, `<!doctype html><title>Sign out</title>
-<form method="post" action="%s"><button>Sign out</button></form>
-`, html.EscapeString(r.URL.RequestURI()))
+<form method="post" action="%s"><input type="hidden" name="csrf" value="%s"><button>Sign out</button></form>
+`, html.EscapeString(action), html.EscapeString(token))
 }
 
 // plainError writes a short text error page.
