@@ -39,6 +39,8 @@ const (
 // user is who the test IdP logs in next.
 type user struct {
 	Sub, SID, Email string
+	// EmailVerified is the ID token's email_verified; nil means true.
+	EmailVerified any
 }
 
 // authRequest is what the IdP's authorization endpoint received.
@@ -188,6 +190,10 @@ func (p *oidcIdP) idToken(t testing.TB, u user, nonce string) string {
 	}
 	if u.Email != "" {
 		c["email"] = u.Email
+		c["email_verified"] = true
+		if u.EmailVerified != nil {
+			c["email_verified"] = u.EmailVerified
+		}
 	}
 	return p.sign(t, "JWT", c)
 }

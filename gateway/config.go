@@ -235,6 +235,11 @@ type Config struct {
 	// logout call (and of every call dropped before it was made). Nil
 	// means outcomes are only logged and counted.
 	AppLogoutObserver AppLogoutObserver
+	// InsecureEmailWithoutEmailVerified lists the issuers whose email
+	// claim is forwarded (identity headers, session) when their token or
+	// ID token has no email_verified claim. Nil means none: an email is
+	// forwarded only with email_verified true (OIDC Core §5.7).
+	InsecureEmailWithoutEmailVerified []string
 	// MaxAuthorizationBytes bounds the Authorization header; a longer one
 	// is refused (400 invalid_request) without being parsed. 0 means
 	// DefaultMaxAuthorizationBytes.

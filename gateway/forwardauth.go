@@ -341,14 +341,14 @@ func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request, redirect b
 		// before 2.10 keeps it when the answer lacks the header, and
 		// before 2.7 even sets its unresolved placeholder).
 		h := w.Header()
+		// Every identity header is answered, empty for a missing (or
+		// unverified email) claim, so that the ingress overwrites a
+		// client's copy (Caddy copies only what it gets).
 		for _, ih := range rt.headers {
-			val := ""
-			if v.claims != nil {
-				if c, ok := v.claims.Claim(ih.claim); ok && validHeaderValue(c) {
-					val = c
-				}
-			}
-			h[ih.name] = []string{val}
+			h[ih.name] = []string{""}
+		}
+		if v.claims != nil {
+			rt.putIdentity(h, v.claims, v.mode == AuthBrowser)
 		}
 		w.WriteHeader(http.StatusOK)
 		rt.metrics.forward(decAllowed)

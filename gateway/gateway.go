@@ -34,6 +34,9 @@ type Gateway struct {
 	now      func() time.Time
 	clk      clock.Clock
 	routes   []*route // most specific first
+	// unverifiedEmail: issuers whose email is forwarded without
+	// email_verified (Config.InsecureEmailWithoutEmailVerified).
+	unverifiedEmail []string
 	// normalPrefixes: every route's prefix is its own normalised form, so
 	// a path that normalizePath leaves alone matches alike both ways.
 	normalPrefixes bool
@@ -81,9 +84,15 @@ type route struct {
 	scopes     []string
 	scopeHdr   string // WWW-Authenticate for insufficient_scope
 	headers    []identityHeader
-	strip      []string               // folded names of every route's identity headers
-	proxy      *httputil.ReverseProxy // nil on a forward-auth-only route
-	metrics    *routeMetrics
+	strip      []string // folded names of every route's identity headers
+	// forwardedHost is the X-Forwarded-Host sent upstream: public_url's
+	// host (with port), or the route's host when it is another; "" sends
+	// none.
+	forwardedHost string
+	// emailHeader: a header carries the email claim.
+	emailHeader bool
+	proxy       *httputil.ReverseProxy // nil on a forward-auth-only route
+	metrics     *routeMetrics
 	// appNames are the sealed app cookies; logoutURL the app's logout.
 	appNames  []string
 	logoutURL string
@@ -104,6 +113,9 @@ type identityHeader struct {
 type proxyState struct {
 	claims  *introspect.Claims
 	session *session // nil on bearer and none requests
+	// bearer: the Authorization header was verified (bearer auth); else
+	// it is removed before the request goes upstream.
+	bearer  bool
 	cookies cookieResult
 	failed  bool
 	keySrc  keySource // where the request's API key was, if it had one
@@ -144,6 +156,8 @@ func New(cfg Config) (*Gateway, error) {
 		maxAuth:   cmp.Or(cfg.MaxAuthorizationBytes, DefaultMaxAuthorizationBytes),
 		log:       cfg.Logger,
 		clk:       clock.Or(cfg.Clock),
+
+		unverifiedEmail: slices.Clone(cfg.InsecureEmailWithoutEmailVerified),
 	}
 	g.now = g.clk.Now
 	if g.log == nil {
@@ -187,7 +201,7 @@ func New(cfg Config) (*Gateway, error) {
 
 	routes := make([]*route, len(cfg.Routes))
 	for i, r := range cfg.Routes {
-		routes[i] = g.newRoute(r, strip, transport, buffers, m)
+		routes[i] = g.newRoute(r, cfg.PublicURL, strip, transport, buffers, m)
 	}
 	// Most specific first: host routes before host-less ones, then longer
 	// prefixes; SortStableFunc keeps config order for ties.
@@ -308,7 +322,7 @@ func (g *Gateway) Close() {
 	}
 }
 
-func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper, buffers httputil.BufferPool, m *metrics) *route {
+func (g *Gateway) newRoute(r Route, publicURL string, strip []string, transport http.RoundTripper, buffers httputil.BufferPool, m *metrics) *route {
 	upstream, _ := url.Parse(r.Upstream) // checked by Validate
 	rt := &route{
 		g:      g,
@@ -329,7 +343,9 @@ func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper,
 	rt.scopeHdr = challengeInsufficientScope + `, scope="` + strings.Join(rt.scopes, " ") + `"`
 	for name, claim := range r.Headers {
 		rt.headers = append(rt.headers, identityHeader{name: http.CanonicalHeaderKey(name), claim: claim})
+		rt.emailHeader = rt.emailHeader || claim == claimEmail
 	}
+	rt.forwardedHost = forwardedHost(publicURL, rt.host)
 	slices.SortFunc(rt.headers, func(a, b identityHeader) int { return strings.Compare(a.name, b.name) })
 	if r.Upstream == "" {
 		// Forward-auth only: the ingress proxies, the gateway decides.
@@ -345,6 +361,12 @@ func (g *Gateway) newRoute(r Route, strip []string, transport http.RoundTripper,
 			// in Host and the client's in X-Forwarded-Host.
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
+			// Pinned, never the client's Host (issue 20 item 10).
+			if rt.forwardedHost == "" {
+				pr.Out.Header.Del("X-Forwarded-Host")
+			} else {
+				pr.Out.Header.Set("X-Forwarded-Host", rt.forwardedHost)
+			}
 			rt.setCookies(pr)
 			rt.setIdentity(pr)
 			rt.stripKey(pr)
@@ -485,6 +507,9 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		st.claims, st.keySrc = v.claims, v.keySrc
+		// An API key is stripped by stripKey; only a verified bearer token
+		// keeps its Authorization header.
+		st.bearer = v.keySrc == keyNone
 		st.cookies = rt.inspectCookies(r.Header, "", false)
 	case AuthBrowser:
 		s, d := rt.g.authenticateSession(w, r, rt, st, &v)
@@ -585,28 +610,78 @@ func (rt *route) setCookies(pr *httputil.ProxyRequest) {
 	pr.Out.Header["Cookie"] = []string{st.cookies.header}
 }
 
-// setIdentity removes every client-sent identity header, then sets this
-// route's from the verified claims.
+// setIdentity removes every client-sent identity header, and the
+// Authorization header unless the route verified it, then sets this
+// route's identity headers from the verified claims.
 func (rt *route) setIdentity(pr *httputil.ProxyRequest) {
+	st, _ := pr.In.Context().Value(stateKey{}).(*proxyState)
+	h := pr.Out.Header
+	if st == nil || !st.bearer {
+		// A browser or none route did not check it: an app trusting "the
+		// gateway verified this" must never see a forged one.
+		h.Del("Authorization")
+		pr.Out.Trailer.Del("Authorization")
+	}
 	if len(rt.strip) == 0 {
 		return
 	}
-	h := pr.Out.Header
 	stripFolded(h, rt.strip)
 	// Declared request trailers too: some upstreams merge trailers into
 	// the header (RFC 9110 §6.5.1 forbids it, not everyone listens).
 	stripFolded(pr.Out.Trailer, rt.strip)
-	st, _ := pr.In.Context().Value(stateKey{}).(*proxyState)
 	if st == nil || st.claims == nil {
 		return
 	}
+	rt.putIdentity(h, st.claims, st.session != nil)
+}
+
+// putIdentity sets rt's identity headers in h from claims. A header of
+// the email claim is set only when emailVerified says so; fromSession
+// claims passed that check at login (a session keeps only a verified
+// email).
+func (rt *route) putIdentity(h http.Header, claims *introspect.Claims, fromSession bool) {
+	emailOK := !rt.emailHeader || fromSession || rt.g.emailVerified(claims)
 	for _, ih := range rt.headers {
+		if ih.claim == claimEmail && !emailOK {
+			continue
+		}
 		// A value the transport would refuse (CR, LF, NUL) is treated as a
 		// missing claim rather than failing the request.
-		if v, ok := st.claims.Claim(ih.claim); ok && validHeaderValue(v) {
+		if v, ok := claims.Claim(ih.claim); ok && validHeaderValue(v) {
 			h[ih.name] = []string{v}
 		}
 	}
+}
+
+// claimEmail is the email claim (OIDC Core §5.1).
+const claimEmail = "email"
+
+// emailVerified reports whether c's email may be used as an identity:
+// email_verified is true (OIDC Core §5.7: an RP SHOULD NOT rely on an
+// unverified address), or absent for an issuer listed in
+// Config.InsecureEmailWithoutEmailVerified.
+func (g *Gateway) emailVerified(c *introspect.Claims) bool {
+	v, present := c.Extra["email_verified"]
+	if !present {
+		return slices.Contains(g.unverifiedEmail, c.Issuer)
+	}
+	b, ok := v.(bool)
+	return ok && b
+}
+
+// forwardedHost returns the X-Forwarded-Host of a route with host (""
+// for any): public_url's host, or the route's own host when it is another
+// (a route's host is the only one its requests can carry); "" without
+// either.
+func forwardedHost(publicURL, host string) string {
+	u, err := url.Parse(publicURL)
+	if err != nil || u.Host == "" {
+		return host
+	}
+	if host == "" || normalHost(u.Hostname()) == host {
+		return u.Host
+	}
+	return host
 }
 
 // stripFolded deletes from h every key that folds to a name in strip.

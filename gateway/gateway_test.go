@@ -420,7 +420,7 @@ func TestForwardingHeaders(t *testing.T) {
 		{"URI", s.URI, "/base/x?y=1"},
 		{"Host", s.Host, upHost},
 		{"X-Forwarded-For", strings.Join(s.Header["X-Forwarded-For"], ","), "127.0.0.1"},
-		{"X-Forwarded-Host", strings.Join(s.Header["X-Forwarded-Host"], ","), "public.example.com"},
+		{"X-Forwarded-Host (no public_url: none)", strings.Join(s.Header["X-Forwarded-Host"], ","), ""},
 		{"X-Forwarded-Proto", strings.Join(s.Header["X-Forwarded-Proto"], ","), "http"},
 		{"Forwarded", s.Header.Get("Forwarded"), ""},
 		{"X-Hop", s.Header.Get("X-Hop"), ""},

@@ -95,8 +95,15 @@ type testClaims struct {
 	Scope string
 	JTI   string
 	Email string
-	Exp   time.Time // zero: an hour after testNow
+	// EmailVerified is the email_verified claim; nil means true when
+	// Email is set, emailVerifiedAbsent leaves it out.
+	EmailVerified any
+	Exp           time.Time // zero: an hour after testNow
 }
+
+// emailVerifiedAbsent, as testClaims.EmailVerified, sends no
+// email_verified claim.
+const emailVerifiedAbsent = "absent"
 
 // token mints an RFC 9068 access token (typ at+jwt, EdDSA) for c.
 func (ti *testIssuer) token(t testing.TB, c testClaims) string {
@@ -116,6 +123,13 @@ func (ti *testIssuer) token(t testing.TB, c testClaims) string {
 		if v != "" {
 			claims[k] = v
 		}
+	}
+	switch {
+	case c.EmailVerified == emailVerifiedAbsent:
+	case c.EmailVerified != nil:
+		claims["email_verified"] = c.EmailVerified
+	case c.Email != "":
+		claims["email_verified"] = true
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {

@@ -258,7 +258,9 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 		ID: newSessionID(), Issuer: claims.Issuer, Subject: claims.Subject, SID: claims.SID,
 		IDToken: claims.raw, IssuedAt: now, ExpiresAt: now.Add(g.maxAge),
 	}
-	s.Email, _ = claims.Claims.Claim("email")
+	if g.emailVerified(claims.Claims) {
+		s.Email, _ = claims.Claims.Claim(claimEmail)
+	}
 	s.Name, _ = claims.Claims.Claim("name")
 	cred := s.credential()
 	if g.sessions.IsRevoked(&cred) {

@@ -119,6 +119,13 @@ type Issuer struct {
 	// Nil means true, as before the setting existed; set it false for an
 	// issuer that ends sessions by back-channel logout.
 	FrontchannelLogout *bool `yaml:"frontchannel_logout"`
+	// InsecureEmailWithoutEmailVerified lets the gateway forward this
+	// issuer's email claim as an identity header when the token or ID
+	// token has no email_verified claim (for IdPs that never send it). An
+	// email_verified other than true is still never forwarded. Off by
+	// default: OIDC Core §5.7 says to use email as an identity only when
+	// email_verified is true. Read by the gateway, not by the verifier.
+	InsecureEmailWithoutEmailVerified bool `yaml:"insecure_email_without_email_verified"`
 }
 
 // Validate reports every problem of i at once, each prefixed with its YAML

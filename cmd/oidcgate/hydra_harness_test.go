@@ -168,7 +168,8 @@ func (h *hydra) serveUI(t *testing.T) http.HandlerFunc {
 					"grant_scope":                 req.Scope,
 					"grant_access_token_audience": req.Audience,
 					"session": map[string]any{"id_token": map[string]any{
-						"email": req.Subject + "@example.test",
+						"email":          req.Subject + "@example.test",
+						"email_verified": true,
 					}},
 				})
 			}

@@ -158,8 +158,9 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 
 		AppLogoutObserver: observer,
 
-		APIKeys:      a.keys,
-		APIKeyHeader: cfg.APIKeys.Header,
+		APIKeys:                           a.keys,
+		APIKeyHeader:                      cfg.APIKeys.Header,
+		InsecureEmailWithoutEmailVerified: unverifiedEmailIssuers(cfg.Issuers),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -511,4 +512,16 @@ func (a *gatewayApp) close() {
 			a.log.Error("closing audit log", "err", err)
 		}
 	}
+}
+
+// unverifiedEmailIssuers lists the issuers with
+// insecure_email_without_email_verified.
+func unverifiedEmailIssuers(issuers []introspect.Issuer) []string {
+	var out []string
+	for _, is := range issuers {
+		if is.InsecureEmailWithoutEmailVerified {
+			out = append(out, is.Issuer)
+		}
+	}
+	return out
 }
