@@ -79,6 +79,12 @@ type Route struct {
 	// session that used this route's app cookies is revoked. An absolute
 	// http(s) URL; needs AppSessionCookies. "" calls nothing.
 	AppLogoutURL string `yaml:"app_logout_url"`
+	// WebSocket lets WebSocket handshakes (RFC 6455 §4.1) through, after
+	// the route's authentication; false refuses every Upgrade (400). A
+	// tunnel opened with a credential ends when that credential is revoked
+	// or expires; on browser routes the handshake's Origin must be
+	// public_url's.
+	WebSocket bool `yaml:"websocket"`
 	// Headers maps an upstream header name to a claim name (e.g. X-User:
 	// sub). The value is (*introspect.Claims).Claim(name); a missing claim
 	// leaves the header absent. Nil sets none.

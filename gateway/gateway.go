@@ -18,6 +18,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/clock"
 	"github.com/oidcgate/oidcgate/introspect"
 )
@@ -69,6 +70,7 @@ type Gateway struct {
 	skew         time.Duration
 	client       *http.Client
 	appLogout    *appLogout // nil when no route has an app_logout_url
+	tunnels      *tunnels   // nil when no route has websocket: true
 }
 
 // route is one configured route, resolved at New: nothing here is built
@@ -96,6 +98,8 @@ type route struct {
 	// appNames are the sealed app cookies; logoutURL the app's logout.
 	appNames  []string
 	logoutURL string
+	// websocket: WebSocket handshakes are proxied (after authentication).
+	websocket bool
 	// idParams are the app cookies as lower-case path parameters
 	// (";jsessionid=", "%3bjsessionid="), refused in request paths.
 	idParams []string
@@ -115,7 +119,10 @@ type proxyState struct {
 	session *session // nil on bearer and none requests
 	// bearer: the Authorization header was verified (bearer auth); else
 	// it is removed before the request goes upstream.
-	bearer  bool
+	bearer bool
+	// upgrade: an allowed WebSocket handshake; any other request goes
+	// upstream without Upgrade.
+	upgrade bool
 	cookies cookieResult
 	failed  bool
 	keySrc  keySource // where the request's API key was, if it had one
@@ -140,6 +147,9 @@ func New(cfg Config) (*Gateway, error) {
 	})
 	if needsVerifier && cfg.Verifier == nil {
 		return nil, errors.New("gateway: verifier: required when a route uses bearer auth")
+	}
+	if slices.ContainsFunc(cfg.Routes, func(r Route) bool { return r.WebSocket }) && cfg.Sessions == nil {
+		return nil, errors.New("gateway: sessions: required when a route has websocket (revocations end tunnels)")
 	}
 	browser := cfg.browserRoutes()
 	if browser && (cfg.IDTokens == nil || cfg.Sessions == nil) {
@@ -232,6 +242,9 @@ func New(cfg Config) (*Gateway, error) {
 		return matchPrefix(r.URL.Path, reservedPrefix) || ambiguousPath(r.URL.Path)
 	}).Handler(notFound)
 	g.router.MatcherFunc(func(*http.Request, *mux.RouteMatch) bool { return true }).HandlerFunc(g.dispatch)
+	if slices.ContainsFunc(routes, func(rt *route) bool { return rt.websocket }) {
+		g.tunnels = newTunnels(cfg.Sessions)
+	}
 	if slices.ContainsFunc(routes, func(rt *route) bool { return rt.logoutURL != "" }) {
 		g.appLogout = newAppLogout(cfg.AppLogout, g.client, g.log, g.clk, g.skew, m)
 		g.appLogout.observer = cfg.AppLogoutObserver
@@ -320,6 +333,9 @@ func (g *Gateway) Close() {
 	if g.appLogout != nil {
 		g.appLogout.close()
 	}
+	if g.tunnels != nil {
+		g.tunnels.close()
+	}
 }
 
 func (g *Gateway) newRoute(r Route, publicURL string, strip []string, transport http.RoundTripper, buffers httputil.BufferPool, m *metrics) *route {
@@ -335,6 +351,7 @@ func (g *Gateway) newRoute(r Route, publicURL string, strip []string, transport 
 		appNames:  slices.Clone(r.AppSessionCookies),
 		idParams:  sessionIDParams(r.AppSessionCookies),
 		logoutURL: r.AppLogoutURL,
+		websocket: r.WebSocket,
 	}
 	rt.normPrefix, _ = normalizePath(rt.prefix) // checked by Validate
 	rt.label = rt.host + rt.prefix
@@ -361,6 +378,7 @@ func (g *Gateway) newRoute(r Route, publicURL string, strip []string, transport 
 			// in Host and the client's in X-Forwarded-Host.
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
+			rt.setUpgrade(pr)
 			// Pinned, never the client's Host (issue 20 item 10).
 			if rt.forwardedHost == "" {
 				pr.Out.Header.Del("X-Forwarded-Host")
@@ -411,6 +429,14 @@ func newTransport() *http.Transport {
 // path that is not clean is answered with a redirect to the clean path
 // (mux's default), never proxied.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h2cUpgrade(r) {
+		// RFC 9113 §3.1: the h2c upgrade is deprecated; the HTTP/2
+		// requests after it would bypass routing. Refused on every path.
+		start := time.Now()
+		plainError(w, http.StatusBadRequest, "h2c upgrade is not supported (RFC 9113 §3.1)")
+		g.noRoute.done(decInvalidRequest, start)
+		return
+	}
 	g.router.ServeHTTP(w, r)
 }
 
@@ -497,6 +523,14 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.g.notFound(w, r)
 		return
 	}
+	if len(r.Header["Upgrade"]) > 0 {
+		if !rt.websocket || !webSocketHandshake(r) {
+			plainError(w, http.StatusBadRequest, "protocol upgrade not allowed on this route")
+			rt.metrics.done(decInvalidRequest, start)
+			return
+		}
+		st.upgrade = true
+	}
 	v := rt.judge(r.Context(), r.Header)
 	switch v.mode {
 	case AuthBearer:
@@ -535,7 +569,20 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(rt.appNames) > 0 {
 		w = interimFilter{w}
 	}
-	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	ctx := r.Context()
+	if st.upgrade && st.claims != nil {
+		if st.session != nil && !strings.EqualFold(r.Header.Get("Origin"), rt.g.publicOrigin) {
+			// Cross-site WebSocket hijacking: the session cookie rides on
+			// a handshake any page may start; browsers always send Origin.
+			plainError(w, http.StatusForbidden, "WebSocket handshake from another origin")
+			st.failed = true
+			return
+		}
+		var done func()
+		ctx, done = rt.g.tunnels.start(ctx, rt.credential(st), st.claims.ExpiresAt, rt.g.now())
+		defer done()
+	}
+	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
 }
 
 // interimFilter drops Set-Cookie from 1xx responses (103 Early Hints),
@@ -595,6 +642,29 @@ func (g *Gateway) authenticateSession(w http.ResponseWriter, r *http.Request, rt
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = io.WriteString(w, bodyNoSession)
 	return nil, decNoSession
+}
+
+// setUpgrade keeps the Upgrade that ReverseProxy restored only for an
+// allowed WebSocket handshake; for any other request a 101 from the
+// upstream then fails as a protocol switch nobody asked for.
+func (rt *route) setUpgrade(pr *httputil.ProxyRequest) {
+	if st, _ := pr.In.Context().Value(stateKey{}).(*proxyState); st != nil && st.upgrade {
+		return
+	}
+	h := pr.Out.Header
+	h.Del("Upgrade")
+	h.Del("Http2-Settings")
+	if len(h["Connection"]) > 0 {
+		h.Del("Connection")
+	}
+}
+
+// credential is what a tunnel opened by st is revoked by.
+func (rt *route) credential(st *proxyState) cache.Credential {
+	if st.session != nil {
+		return st.session.credential()
+	}
+	return st.claims.Credential()
 }
 
 // setCookies puts the Cookie field inspectCookies made.
