@@ -439,6 +439,10 @@ func (c Config) validateSession() []error {
 	case c.PublicURL != "":
 		if msg := checkPublicURL(c.PublicURL); msg != "" {
 			add("public_url", "%s", msg)
+		} else if need && strings.HasPrefix(c.PublicURL, "http:") && !loopbackURL(c.PublicURL) {
+			// Session cookies and the login code would cross the network in
+			// clear, and cookies cannot be Secure or __Host-.
+			add("public_url", "must be https with browser or either routes (http only for a loopback host)")
 		}
 	}
 	if s.CookieName != "" && (!validToken(s.CookieName) || len(s.CookieName) > 64) {
@@ -485,6 +489,21 @@ func (c Config) validateSession() []error {
 		}
 	}
 	return errs
+}
+
+// loopbackURL reports whether u's host is a loopback address or
+// "localhost" (RFC 6761 §6.3).
+func loopbackURL(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h := strings.ToLower(strings.TrimSuffix(pu.Hostname(), "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func checkPublicURL(s string) string {

@@ -124,9 +124,14 @@ func TestValidate(t *testing.T) {
 			"routes[0].app_logout_url: scheme must be http or https",
 		}},
 		{"__Host- cookie over http", browser(func(c *Config) {
-			c.PublicURL = "http://gw.example"
+			c.PublicURL = "http://127.0.0.1:8080"
 			c.Session.CookieName = "__Host-gw"
 		}), []string{"session.cookie_name: a __Host- or __Secure- name needs an https public_url"}},
+		{"http public_url for a remote host", browser(func(c *Config) { c.PublicURL = "http://gw.example" }),
+			[]string{"public_url: must be https with browser or either routes (http only for a loopback host)"}},
+		{"http public_url for loopback", browser(func(c *Config) { c.PublicURL = "http://localhost:8080" }), nil},
+		{"http public_url for IPv6 loopback", browser(func(c *Config) { c.PublicURL = "http://[::1]:8080" }), nil},
+		{"http public_url without browser routes", Config{PublicURL: "http://gw.example", Routes: []Route{ok}}, nil},
 		{"session settings", browser(func(c *Config) {
 			c.PublicURL = "https://gw.example/base"
 			c.ClockSkew = -1

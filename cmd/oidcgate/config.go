@@ -489,6 +489,18 @@ func prefixed(prefix string, err error) []error {
 	return []error{fmt.Errorf("%s.%w", prefix, err)}
 }
 
+// Warnings lists what is valid but unsafe in c; check-config prints them
+// and serve logs them.
+func (c *Config) Warnings() []string {
+	var out []string
+	if host, _, err := net.SplitHostPort(c.InternalListen); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			out = append(out, fmt.Sprintf("internal_listen %q listens on every interface: /metrics, /healthz and /readyz need no authentication there; bind it to 127.0.0.1 or a private address", c.InternalListen))
+		}
+	}
+	return out
+}
+
 func validAddr(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {

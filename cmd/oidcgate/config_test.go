@@ -343,6 +343,9 @@ func TestParseConfigValidate(t *testing.T) {
 		{"unknown backend", base + "store:\n  backend: etcd\n", []string{`store.backend: "etcd" is not one of memory, redis`}},
 		{"public_url not absolute", base + "public_url: /x\n", []string{"public_url: not an absolute URL"}},
 		{"short session secret", base + "session:\n  secret: short\n", []string{"session.secret: shorter than 32 characters"}},
+		{"http public_url for a remote host with browser routes", strings.Replace(base, "upstream: http://127.0.0.1:3000", "upstream: http://127.0.0.1:3000\n    auth: browser", 1) +
+			"public_url: http://gw.example.com\nsession:\n  secret: " + testToken + "\n",
+			[]string{"public_url: must be https with browser or either routes (http only for a loopback host)"}},
 		{"duplicate issuer", strings.Replace(base, "routes:", `  - issuer: https://idp.example.com
     audiences: [api]
     max_token_lifetime: 1h
@@ -454,4 +457,27 @@ func TestParseConfigSessionLifetime(t *testing.T) {
 	}
 	_, err = parseConfig([]byte(configText(session+"  max_age: 2h\n", browser, route)), envOf(defaultEnv))
 	wantLines(t, err, "session.max_age: longer than issuers[0].max_token_lifetime (1h0m0s), for which revocations are kept")
+}
+
+func TestConfigWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		internal string
+		warn     bool
+	}{
+		{"127.0.0.1:9091", false},
+		{"10.0.0.5:9091", false},
+		{"[::1]:9091", false},
+		{":9091", true},
+		{"0.0.0.0:9091", true},
+		{"[::]:9091", true},
+	} {
+		c, err := parseConfig([]byte(strings.Replace(configText("", "", ""), "127.0.0.1:9091", `"`+tc.internal+`"`, 1)), envOf(defaultEnv))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.internal, err)
+		}
+		w := c.Warnings()
+		if got := len(w) == 1 && strings.Contains(w[0], "internal_listen"); got != tc.warn {
+			t.Errorf("internal_listen %s: warnings %q; want an internal_listen warning: %v", tc.internal, w, tc.warn)
+		}
+	}
 }

@@ -577,6 +577,13 @@ admin:
 			t.Errorf("got exit %d, stdout %q; want 0 and ok\nstderr: %s", code, stdout, stderr)
 		}
 	})
+	t.Run("internal_listen on every interface", func(t *testing.T) {
+		path := write("open.yaml", good.configYAML("127.0.0.1:18080", "0.0.0.0:19091"))
+		code, stdout, stderr := runCLI(t, []string{"E2E_ADMIN_TOKEN=" + randHex(t, 24)}, "check-config", path)
+		if code != 0 || !strings.Contains(stdout, "ok") || !strings.Contains(stderr, "warning: internal_listen") {
+			t.Errorf("got exit %d, stdout %q, stderr %q; want 0, ok and an internal_listen warning", code, stdout, stderr)
+		}
+	})
 	t.Run("unset variable", func(t *testing.T) {
 		code, _, stderr := runCLI(t, nil, "check-config", goodPath)
 		if code != 1 {

@@ -159,8 +159,12 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return fmt.Errorf("%w: exactly one config file is required", errUsage)
 	}
-	if _, err := loadConfig(fs.Arg(0)); err != nil {
+	cfg, err := loadConfig(fs.Arg(0))
+	if err != nil {
 		return fmt.Errorf("%s is invalid:\n%w", fs.Arg(0), err)
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", fs.Arg(0), w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", fs.Arg(0))
 	return nil

@@ -272,8 +272,11 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	})
 	internal.HandleFunc("/readyz", a.ready)
 
-	a.public = newServer(public, log)
-	a.internal = newServer(internal, log)
+	a.public = newServer(public, publicReadTimeout, log)
+	a.internal = newServer(internal, internalReadTimeout, log)
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
 	if a.publicLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
@@ -339,15 +342,35 @@ func openStore(cfg *Config, log *slog.Logger, reg prometheus.Registerer) (revoca
 	return r, r, nil
 }
 
-func newServer(h http.Handler, log *slog.Logger) *http.Server {
+// The listeners' limits (README, "Limits of the listeners").
+const (
+	// serverReadHeaderTimeout bounds reading a request's header
+	// (slowloris).
+	serverReadHeaderTimeout = 10 * time.Second
+	// publicReadTimeout bounds reading a whole request, body included, on
+	// the public listener: uploads must finish within it. It does not
+	// bound responses (streams, long polls) or WebSocket tunnels (a
+	// hijacked connection drops its deadlines).
+	publicReadTimeout = 5 * time.Minute
+	// internalReadTimeout is the same on the internal listener, whose
+	// requests are small.
+	internalReadTimeout = 30 * time.Second
+	// serverIdleTimeout closes keep-alive connections idle this long.
+	serverIdleTimeout = 2 * time.Minute
+	// serverMaxHeaderBytes is large enough for a 16 KiB bearer token plus
+	// cookies; the gateway refuses an oversize Authorization header itself
+	// (RFC 6750 §3.1). A larger header gets 431.
+	serverMaxHeaderBytes = 64 << 10
+)
+
+func newServer(h http.Handler, readTimeout time.Duration, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// Large enough for a 16 KiB bearer token plus cookies; the gateway
-		// refuses an oversize Authorization header itself (RFC 6750 §3.1).
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: serverReadHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       serverIdleTimeout,
+		MaxHeaderBytes:    serverMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
 
