@@ -557,6 +557,14 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		st.cookies = rt.inspectCookies(r.Header, "", false)
 	}
+	if st.upgrade && st.session != nil && !strings.EqualFold(r.Header.Get("Origin"), rt.g.publicOrigin) {
+		// Cross-site WebSocket hijacking: the session cookie rides on a
+		// handshake any page may start; browsers always send Origin.
+		plainError(w, http.StatusForbidden, "WebSocket handshake from another origin")
+		rt.metrics.done(decInvalidRequest, start)
+		rt.g.logDenied(r.Context(), rt.label, decInvalidRequest, "")
+		return
+	}
 	// Deferred: ReverseProxy panics with http.ErrAbortHandler when the
 	// response copy fails, and such a request still counts.
 	defer func() {
@@ -571,13 +579,6 @@ func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if st.upgrade && st.claims != nil {
-		if st.session != nil && !strings.EqualFold(r.Header.Get("Origin"), rt.g.publicOrigin) {
-			// Cross-site WebSocket hijacking: the session cookie rides on
-			// a handshake any page may start; browsers always send Origin.
-			plainError(w, http.StatusForbidden, "WebSocket handshake from another origin")
-			st.failed = true
-			return
-		}
 		var done func()
 		ctx, done = rt.g.tunnels.start(ctx, rt.credential(st), st.claims.ExpiresAt, rt.g.now())
 		defer done()
