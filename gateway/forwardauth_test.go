@@ -153,6 +153,9 @@ func TestForwardAuthBadInput(t *testing.T) {
 		{"dot segments", traefik("GET", "app.example", "/public/../api/x"), 400, "not canonical"},
 		{"double slash", traefik("GET", "app.example", "//api/x"), 400, "not canonical"},
 		{"backslash", traefik("GET", "app.example", "/api/x%5C..%5Cadmin"), 400, "ambiguous"},
+		{"case variant of a stricter route", traefik("GET", "app.example", "/api/ADMIN"), 400, "ambiguous"},
+		{"trailing dot", traefik("GET", "app.example", "/api/admin."), 400, "ambiguous"},
+		{"encoded trailing space", traefik("GET", "app.example", "/api/admin%20"), 400, "ambiguous"},
 		{"unknown host and path", traefik("GET", "other.example", "/elsewhere"), 403, "no route serves this host and path"},
 		{"gateway's own path", traefik("GET", "app.example", "/oauth2/start"), 403, "no route serves this host and path"},
 	}
