@@ -139,8 +139,12 @@ func (rt *route) allowedCheck(v verdict) *authv3.CheckResponse {
 	ok := &authv3.OkHttpResponse{}
 	set := make(map[string]bool, len(rt.headers))
 	if v.claims != nil {
+		// putIdentity's rules (an unverified email is not an identity).
+		id := make(http.Header, len(rt.headers))
+		rt.putIdentity(id, v.claims, v.mode == AuthBrowser)
 		for _, ih := range rt.headers {
-			if val, found := v.claims.Claim(ih.claim); found && validHeaderValue(val) {
+			if vals := id[ih.name]; len(vals) == 1 {
+				val := vals[0]
 				ok.Headers = append(ok.Headers, &corev3.HeaderValueOption{
 					Header:       &corev3.HeaderValue{Key: ih.name, Value: val},
 					AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,

@@ -340,10 +340,8 @@ func (g *Gateway) forwardAuth(w http.ResponseWriter, r *http.Request, redirect b
 		// then replaces a client-sent copy rather than keeping it (Caddy
 		// before 2.10 keeps it when the answer lacks the header, and
 		// before 2.7 even sets its unresolved placeholder).
+		// An unverified email is answered empty too.
 		h := w.Header()
-		// Every identity header is answered, empty for a missing (or
-		// unverified email) claim, so that the ingress overwrites a
-		// client's copy (Caddy copies only what it gets).
 		for _, ih := range rt.headers {
 			h[ih.name] = []string{""}
 		}
