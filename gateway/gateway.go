@@ -432,7 +432,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h2cUpgrade(r) {
 		// RFC 9113 §3.1: the h2c upgrade is deprecated; the HTTP/2
 		// requests after it would bypass routing. Refused on every path.
-		start := time.Now()
+		start := g.now()
 		plainError(w, http.StatusBadRequest, "h2c upgrade is not supported (RFC 9113 §3.1)")
 		g.noRoute.done(decInvalidRequest, start)
 		return

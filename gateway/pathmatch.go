@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -96,7 +95,7 @@ func (g *Gateway) dispatch(w http.ResponseWriter, r *http.Request) {
 	case routeNone:
 		g.notFound(w, r)
 	case routeAmbiguous:
-		start := time.Now()
+		start := g.now()
 		plainError(w, http.StatusBadRequest, "ambiguous path: it may name another route than the one it matches")
 		g.noRoute.done(decInvalidRequest, start)
 		g.logDenied(r.Context(), "none", decInvalidRequest, "")

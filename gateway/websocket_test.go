@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 )
 
 // lenientUpstream switches protocols on any request that asks (and, with
@@ -93,7 +94,7 @@ func TestH2CUpgradeRefused(t *testing.T) {
 	srv := serve(t, Config{
 		Verifier: idp.v,
 		Sessions: idp.store,
-		Now:      func() time.Time { return testNow },
+		Clock:    clocktest.New(testNow),
 		Routes: []Route{
 			{PathPrefix: "/public", Upstream: up.URL, Auth: AuthNone},
 			{PathPrefix: "/ws", Upstream: up.URL, Auth: AuthNone, WebSocket: true},
@@ -141,7 +142,7 @@ func TestWebSocketBearer(t *testing.T) {
 	srv := serve(t, Config{
 		Verifier: idp.v,
 		Sessions: idp.store,
-		Now:      func() time.Time { return testNow },
+		Clock:    clocktest.New(testNow),
 		Routes: []Route{
 			{PathPrefix: "/ws", Upstream: up.URL, WebSocket: true, Headers: map[string]string{"X-User": "sub"}},
 			{PathPrefix: "/api", Upstream: up.URL},
