@@ -42,6 +42,9 @@ const maxPathDecodes = 4
 // one. The forward-auth endpoint uses it too, so that both judge a path
 // alike.
 func (g *Gateway) routeFor(host, p string) (*route, routeResult) {
+	if matchPrefix(p, reservedPrefix) {
+		return nil, routeNone
+	}
 	host = requestHost(host)
 	raw := g.matchRoute(host, p, false)
 	n, ok := normalizePath(p)
@@ -49,9 +52,6 @@ func (g *Gateway) routeFor(host, p string) (*route, routeResult) {
 		return nil, routeAmbiguous
 	}
 	if matchPrefix(n, reservedPrefix) {
-		if raw == nil && matchPrefix(p, reservedPrefix) {
-			return nil, routeNone
-		}
 		return nil, routeAmbiguous
 	}
 	var folded *route
