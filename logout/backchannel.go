@@ -7,14 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,14 +47,6 @@ var _ Replays = (*cache.Store)(nil)
 // logout token is at most 16 KiB (introspect refuses longer ones).
 const maxLogoutBody = 64 << 10
 
-// storeTimeout bounds the replay-cache and store writes of one logout.
-// They run detached from the request: once the jti is recorded, the
-// revocation must be attempted even if the OP hangs up.
-const storeTimeout = 10 * time.Second
-
-// retryAfterUnavailable is the Retry-After, in seconds, of a 503.
-const retryAfterUnavailable = "30"
-
 // Values of the result label of oidcgate_backchannel_logout_total and
 // oidcgate_frontchannel_logout_total.
 const (
@@ -75,14 +64,10 @@ const (
 // invalid request is answered 400 and changes nothing; a verifier, replay
 // cache or store failure is answered 503 with Retry-After, never 200.
 type Backchannel struct {
-	verifier  LogoutTokenVerifier
-	replays   Replays
-	store     Store
-	retention retention
-	limits    *limiter
-	now       func() time.Time
-	log       *slog.Logger
-	results   *prometheus.CounterVec
+	receiver
+	verifier LogoutTokenVerifier
+	replays  Replays
+	results  *prometheus.CounterVec
 }
 
 // NewBackchannel validates the fields of cfg it uses (all but Admin; at
@@ -94,7 +79,6 @@ func NewBackchannel(cfg Config) (*Backchannel, error) {
 		return nil, fmt.Errorf("logout: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	rc := cfg.Receivers.withDefaults()
 	results, err := resultCounter(cfg.Metrics, "oidcgate_backchannel_logout_total",
 		"Back-channel logout requests, by result (ok, invalid, replayed, rate_limited, error).",
 		resultOK, resultInvalid, resultReplayed, resultRateLimited, resultError)
@@ -102,14 +86,10 @@ func NewBackchannel(cfg Config) (*Backchannel, error) {
 		return nil, err
 	}
 	return &Backchannel{
-		verifier:  cfg.Verifier,
-		replays:   cfg.Replays,
-		store:     cfg.Store,
-		retention: cfg.retention(),
-		limits:    newLimiter(slices.Collect(maps.Keys(cfg.Lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Clock.Now),
-		now:       cfg.Clock.Now,
-		log:       cfg.Logger,
-		results:   results,
+		receiver: newReceiver(cfg, slices.Collect(maps.Keys(cfg.Lifetimes))),
+		verifier: cfg.Verifier,
+		replays:  cfg.Replays,
+		results:  results,
 	}, nil
 }
 
@@ -117,11 +97,9 @@ func NewBackchannel(cfg Config) (*Backchannel, error) {
 // logout token; it logs the issuer and SHA-256 prefixes of the jti, sid
 // and sub.
 func (b *Backchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		// §2.5: the OP sends an HTTP POST. RFC 9110 §15.5.6: a 405 MUST
-		// list the allowed methods.
+	if !allowOnly(w, r, http.MethodPost) {
+		// §2.5: the OP sends an HTTP POST.
 		b.results.WithLabelValues(resultInvalid).Inc()
-		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "method must be POST")
 		return
 	}
@@ -159,15 +137,14 @@ func (b *Backchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// naming an issuer cannot use up its budget and get its genuine
 	// logouts refused; it is checked before the jti is recorded, so that
 	// the OP may send the refused token again.
-	if ok, wait := b.limits.allow(lt.Issuer); !ok {
+	if !b.limit(w, lt.Issuer) {
 		b.results.WithLabelValues(resultRateLimited).Inc()
 		b.log.LogAttrs(r.Context(), slog.LevelWarn, "back-channel logout rate limited", attrs...)
-		w.Header().Set("Retry-After", retryAfter(wait))
 		writeError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many logouts from this issuer; retry later")
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
+	ctx, cancel := detached(r)
 	defer cancel()
 	replayed, replayErr, err := revokeOnce(ctx, b.replays, b.store, replayKey(lt.Issuer, lt.JTI), b.replayUntil(lt), []cache.Entry{b.entry(lt)})
 	if replayErr != nil {
@@ -185,10 +162,10 @@ func (b *Backchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// §2.7 done and durable (Store.Revoke returned nil): only now §2.8's
-	// 200. The response SHOULD NOT be cached (§2.8).
+	// 200. The response SHOULD NOT be cached (§2.8): logoutTokenParam's
+	// pushedBody set no-store.
 	b.results.WithLabelValues(resultOK).Inc()
 	b.log.LogAttrs(r.Context(), slog.LevelInfo, "back-channel logout stored", attrs...)
-	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -196,14 +173,7 @@ func (b *Backchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // problem description that is safe to send (it never quotes the input).
 func logoutTokenParam(w http.ResponseWriter, r *http.Request) (string, string) {
 	// §2.5: the OP POSTs the token as application/x-www-form-urlencoded.
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return "", "Content-Type must be application/x-www-form-urlencoded"
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return "", "charset must be UTF-8"
-	}
-	body, problem := readLimited(w, r, maxLogoutBody)
+	body, problem := pushedBody(w, r, "application/x-www-form-urlencoded", true, maxLogoutBody)
 	if problem != "" {
 		return "", problem
 	}
@@ -221,22 +191,6 @@ func logoutTokenParam(w http.ResponseWriter, r *http.Request) (string, string) {
 	default:
 		return v[0], ""
 	}
-}
-
-// readLimited reads r's body, at most limit bytes, or returns a problem
-// description that is safe to send.
-func readLimited(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, string) {
-	if r.ContentLength > limit {
-		return nil, fmt.Sprintf("body larger than %d bytes", limit)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, fmt.Sprintf("body larger than %d bytes", limit)
-		}
-		return nil, "body could not be read"
-	}
-	return body, ""
 }
 
 // replayKey is the replay-cache key of a logout token: a digest of its
@@ -333,7 +287,6 @@ func (b *Backchannel) refuse(w http.ResponseWriter, r *http.Request, description
 // does, and it is never a 200.
 func (b *Backchannel) unavailable(w http.ResponseWriter, r *http.Request, description string, cause error, attrs []slog.Attr) {
 	b.results.WithLabelValues(resultError).Inc()
-	b.log.LogAttrs(r.Context(), slog.LevelError, "back-channel logout not done: "+description, append(attrs, slog.Any("error", cause))...)
-	w.Header().Set("Retry-After", retryAfterUnavailable)
+	b.notDone(w, r, "back-channel logout not done: "+description, cause, attrs)
 	writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", description+"; retry later")
 }

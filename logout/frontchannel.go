@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -61,15 +60,11 @@ var (
 // runs nothing), Referrer-Policy no-referrer (the URL holds the sid) and
 // the no-cache headers §2 recommends.
 type Frontchannel struct {
-	store     Store
-	live      LiveSIDs
-	off       map[string]bool
-	retention retention
-	limits    *limiter
-	sources   *sourceLimiter
-	now       func() time.Time
-	log       *slog.Logger
-	results   *prometheus.CounterVec
+	receiver
+	live    LiveSIDs
+	off     map[string]bool
+	sources *sourceLimiter
+	results *prometheus.CounterVec
 }
 
 // NewFrontchannel validates the fields of cfg it uses (all but Admin,
@@ -100,15 +95,11 @@ func NewFrontchannel(cfg Config) (*Frontchannel, error) {
 		return nil, err
 	}
 	return &Frontchannel{
-		store:     cfg.Store,
-		live:      cfg.LiveSIDs,
-		off:       off,
-		retention: cfg.retention(),
-		limits:    newLimiter(slices.Collect(maps.Keys(cfg.Lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Clock.Now),
-		sources:   newSourceLimiter(rc.SourceRatePerSecond, rc.SourceBurst, maxSources, cfg.Clock.Now),
-		now:       cfg.Clock.Now,
-		log:       cfg.Logger,
-		results:   results,
+		receiver: newReceiver(cfg, slices.Collect(maps.Keys(cfg.Lifetimes))),
+		live:     cfg.LiveSIDs,
+		off:      off,
+		sources:  newSourceLimiter(rc.SourceRatePerSecond, rc.SourceBurst, maxSources, cfg.Clock.Now),
+		results:  results,
 	}, nil
 }
 
@@ -122,10 +113,8 @@ const (
 
 // ServeHTTP handles one front-channel logout request.
 func (f *Frontchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		// The OP loads the URL in an iframe: a GET. RFC 9110 §15.5.6: a
-		// 405 MUST list the allowed methods.
-		w.Header().Set("Allow", http.MethodGet)
+	if !allowOnly(w, r, http.MethodGet) {
+		// The OP loads the URL in an iframe: a GET.
 		f.text(w, r, http.StatusMethodNotAllowed, resultInvalid, "method must be GET")
 		return
 	}
@@ -163,7 +152,7 @@ func (f *Frontchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.text(w, r, http.StatusNotFound, resultOff, "front-channel logout is off for this issuer")
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
+	ctx, cancel := detached(r)
 	defer cancel()
 	switch live, err := f.live.SIDLive(ctx, iss[0], sid[0]); {
 	case err != nil:
@@ -179,9 +168,8 @@ func (f *Frontchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.page(w)
 		return
 	}
-	if ok, wait := f.limits.allow(iss[0]); !ok {
+	if !f.limit(w, iss[0]) {
 		f.log.LogAttrs(r.Context(), slog.LevelWarn, "front-channel logout rate limited", attrs...)
-		w.Header().Set("Retry-After", retryAfter(wait))
 		f.text(w, r, http.StatusTooManyRequests, resultRateLimited, "too many logouts from this issuer; retry later")
 		return
 	}
@@ -195,8 +183,7 @@ func (f *Frontchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e.ExpiresAt = f.retention.expiresAt(e)
 	if _, err := f.store.Revoke(ctx, e); err != nil {
-		f.log.LogAttrs(r.Context(), slog.LevelError, "front-channel logout not stored", append(attrs, slog.Any("error", err))...)
-		w.Header().Set("Retry-After", retryAfterUnavailable)
+		f.notDone(w, r, "front-channel logout not stored", err, attrs)
 		f.text(w, r, http.StatusServiceUnavailable, resultError, "logout not stored; retry later")
 		return
 	}

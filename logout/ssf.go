@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"maps"
 	"math"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -112,16 +111,12 @@ var eventLabels = map[string]string{
 // a configured issuer the transmitter may not revoke (introspect.Transmitter.Issuers)
 // is refused with access_denied.
 type SSF struct {
-	verifier  SETVerifier
-	replays   Replays
-	store     Store
-	retention retention
+	receiver
+	verifier SETVerifier
+	replays  Replays
 	// allowed maps each transmitter to the issuers whose users it may
 	// revoke (introspect.Transmitter.Issuers).
 	allowed map[string][]string
-	limits  *limiter
-	now     func() time.Time
-	log     *slog.Logger
 	events  *prometheus.CounterVec
 }
 
@@ -145,7 +140,6 @@ func NewSSF(cfg Config) (*SSF, error) {
 		return nil, fmt.Errorf("logout: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	rc := cfg.Receivers.withDefaults()
 	events, err := registerCounter(cfg.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "oidcgate_ssf_events_total",
 		Help: "Shared Signals SETs pushed, by event (session_revoked, credential_change, account_disabled, account_purged, credential_compromise, other, none) and result (ok, ignored, invalid, unauthorized, replayed, rate_limited, error).",
@@ -171,15 +165,11 @@ func NewSSF(cfg Config) (*SSF, error) {
 		return nil, fmt.Errorf("logout: %w", err)
 	}
 	return &SSF{
-		verifier:  cfg.SETs,
-		replays:   cfg.Replays,
-		store:     cfg.Store,
-		retention: cfg.retention(),
-		allowed:   allowed,
-		limits:    newLimiter(transmitters, rc.RatePerSecond, rc.Burst, cfg.Clock.Now),
-		now:       cfg.Clock.Now,
-		log:       cfg.Logger,
-		events:    events,
+		receiver: newReceiver(cfg, transmitters),
+		verifier: cfg.SETs,
+		replays:  cfg.Replays,
+		allowed:  allowed,
+		events:   events,
 	}, nil
 }
 
@@ -187,11 +177,9 @@ func NewSSF(cfg Config) (*SSF, error) {
 // subject in clear: it logs the transmitter, the event type and SHA-256
 // prefixes of the jti and the revoked values.
 func (s *SSF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		// RFC 8935 §2: the transmitter POSTs. RFC 9110 §15.5.6: a 405 MUST
-		// list the allowed methods.
+	if !allowOnly(w, r, http.MethodPost) {
+		// RFC 8935 §2: the transmitter POSTs.
 		s.count(eventNone, resultInvalid)
-		w.Header().Set("Allow", http.MethodPost)
 		writeSETError(w, http.StatusMethodNotAllowed, introspect.SETInvalidRequest, "method must be POST")
 		return
 	}
@@ -252,15 +240,14 @@ func (s *SSF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Charged only for verified SETs, so forged ones cannot use up a
 	// transmitter's budget; before the jti is recorded, so a refused SET
 	// may be pushed again.
-	if ok, wait := s.limits.allow(set.Transmitter.Issuer); !ok {
+	if !s.limit(w, set.Transmitter.Issuer) {
 		s.count(event, resultRateLimited)
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "ssf push rate limited", attrs...)
-		w.Header().Set("Retry-After", retryAfter(wait))
 		writeSETError(w, http.StatusTooManyRequests, setUnavailable, "too many events from this transmitter; retry later")
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
+	ctx, cancel := detached(r)
 	defer cancel()
 	// RFC 8417 §2.2: jti identifies the SET. Its side effect happens once:
 	// a transmitter retrying a SET it already delivered (RFC 8935 §2
@@ -294,11 +281,7 @@ func (s *SSF) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // safe to send (it never quotes the input).
 func setBody(w http.ResponseWriter, r *http.Request) (string, string) {
 	// RFC 8935 §2: the Content-Type MUST be application/secevent+jwt.
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/secevent+jwt" {
-		return "", "Content-Type must be application/secevent+jwt"
-	}
-	body, problem := readLimited(w, r, maxSETBody)
+	body, problem := pushedBody(w, r, "application/secevent+jwt", false, maxSETBody)
 	if problem != "" {
 		return "", problem
 	}
@@ -484,8 +467,7 @@ func (s *SSF) refuse(w http.ResponseWriter, r *http.Request, event, code, descri
 // the SET is bad.
 func (s *SSF) unavailable(w http.ResponseWriter, r *http.Request, event, description string, cause error, attrs []slog.Attr) {
 	s.count(event, resultError)
-	s.log.LogAttrs(r.Context(), slog.LevelError, "ssf event not done: "+description, append(attrs, slog.Any("error", cause))...)
-	w.Header().Set("Retry-After", retryAfterUnavailable)
+	s.notDone(w, r, "ssf event not done: "+description, cause, attrs)
 	writeSETError(w, http.StatusServiceUnavailable, setUnavailable, description+"; retry later")
 }
 
