@@ -19,7 +19,9 @@ import (
 const revokeTimeout = 15 * time.Second
 
 func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("revoke", "revoke --sub|--sid|--jti|--client|--session VALUE [--issuer ISS] [--reason TEXT] [--wait [--wait-timeout D]] [--url URL]\n\n"+
+	fs := newFlags("revoke", "revoke --sub|--sid|--jti|--client|--session|--key VALUE [--issuer ISS] [--reason TEXT] [--effective-at TIME] [--wait [--wait-timeout D]] [--url URL]\n\n"+
+		"--effective-at (RFC 3339, with --client or --key only) schedules the revocation: credentials\n"+
+		"issued before TIME keep working until TIME and are refused after it.\n"+
 		"With --wait it answers only when every live replica has applied the revocation, or says\n"+
 		"which have not by the timeout (exit 1).\n"+
 		"The admin token is read from $OIDCGATE_ADMIN_TOKEN or --token-file (never a flag: flags show in ps).\n"+
@@ -30,8 +32,10 @@ func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		cache.KindJTI:     "revoke the token with this jti",
 		cache.KindClient:  "revoke every token issued to this client_id until now",
 		cache.KindSession: "revoke this gateway session id",
+		cache.KindKey:     "revoke the API key with this id (no issuer)",
 	})
 	reason := fs.String("reason", "", "free text recorded with the revocation")
+	effectiveAt := fs.String("effective-at", "", "RFC 3339 `time` from which the revocation holds (--client or --key only)")
 	wait := fs.Bool("wait", false, "answer only when every live replica has applied it (or name those that have not)")
 	waitTimeout := fs.Duration("wait-timeout", 5*time.Second, "how long --wait waits (at most 30s)")
 	if err := parseFlags(fs, args); err != nil {
@@ -41,11 +45,19 @@ func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if *effectiveAt != "" {
+		if !kind.Schedulable() {
+			return fmt.Errorf("%w: --effective-at goes with --client or --key only", errUsage)
+		}
+		if _, err := time.Parse(time.RFC3339, *effectiveAt); err != nil {
+			return fmt.Errorf("%w: --effective-at: not an RFC 3339 time (like 2026-12-04T22:00:00Z): %q", errUsage, *effectiveAt)
+		}
+	}
 	baseURL, token, err := target.api()
 	if err != nil {
 		return err
 	}
-	req := logout.RevokeRequest{Issuer: *target.issuer, Reason: *reason}
+	req := logout.RevokeRequest{Issuer: *target.issuer, Reason: *reason, EffectiveAt: *effectiveAt}
 	switch kind {
 	case cache.KindSub:
 		req.Sub = value
@@ -57,6 +69,8 @@ func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		req.ClientID = value
 	case cache.KindSession:
 		req.Session = value
+	case cache.KindKey:
+		req.Key = value
 	}
 	if *wait {
 		req.Wait = *waitTimeout
@@ -107,15 +121,17 @@ func adminToken(file string) (string, error) {
 	return "", fmt.Errorf("%w: no admin token: set OIDCGATE_ADMIN_TOKEN or pass --token-file", errUsage)
 }
 
-// targetHelp is the help text of each target flag.
+// targetHelp is the help text of each target flag; a command has the
+// target flags it has help for.
 type targetHelp map[cache.Kind]string
 
 // targetFlags are the flags shared by the commands that call the admin
 // API about one revocation target (revoke, verify-revocation): exactly
-// one of --sub, --sid, --jti, --client, --session; --issuer; and how to
-// reach the API (--url, --token-file).
+// one of --sub, --sid, --jti, --client, --session (and --key for revoke);
+// --issuer; and how to reach the API (--url, --token-file).
 type targetFlags struct {
 	values    map[cache.Kind]*string
+	names     []string // "--sub", … in usage order
 	issuer    *string
 	baseURL   *string
 	tokenFile *string
@@ -127,13 +143,16 @@ var targetFlagNames = []struct {
 	kind cache.Kind
 }{
 	{"sub", cache.KindSub}, {"sid", cache.KindSID}, {"jti", cache.KindJTI},
-	{"client", cache.KindClient}, {"session", cache.KindSession},
+	{"client", cache.KindClient}, {"session", cache.KindSession}, {"key", cache.KindKey},
 }
 
 func addTargetFlags(fs *flag.FlagSet, help targetHelp) *targetFlags {
 	t := &targetFlags{values: make(map[cache.Kind]*string, len(targetFlagNames))}
 	for _, f := range targetFlagNames {
-		t.values[f.kind] = fs.String(f.name, "", help[f.kind])
+		if h, ok := help[f.kind]; ok {
+			t.values[f.kind] = fs.String(f.name, "", h)
+			t.names = append(t.names, "--"+f.name)
+		}
 	}
 	t.issuer = fs.String("issuer", "", "issuer the value belongs to (default: the gateway's only issuer)")
 	t.baseURL = fs.String("url", "", "base `URL` of the gateway's internal listener")
@@ -154,7 +173,7 @@ func (t *targetFlags) one(fs *flag.FlagSet) (cache.Kind, string, error) {
 	}
 	if set != 1 {
 		fs.Usage()
-		return "", "", fmt.Errorf("%w: give exactly one of --sub, --sid, --jti, --client, --session", errUsage)
+		return "", "", fmt.Errorf("%w: give exactly one of %s", errUsage, strings.Join(t.names, ", "))
 	}
 	return kind, value, nil
 }
