@@ -114,10 +114,13 @@ type AppLogout struct {
 	Route string `json:"route"`
 	// Session is a short digest of the gateway session id (never the id).
 	Session string `json:"session"`
-	// Outcome is ok, rejected, failed or dropped.
+	// Outcome is ok, not_honoured (the route's app_verify check found the
+	// app's session alive after its logout), rejected, failed or dropped.
 	Outcome  string `json:"outcome"`
 	Status   int    `json:"status,omitempty"`
 	Attempts int    `json:"attempts"`
+	// VerifyStatus is the app_verify check's status; absent when none.
+	VerifyStatus int `json:"verify_status,omitempty"`
 }
 
 // Record is one line of the audit log. Its JSON field names are stable:

@@ -27,19 +27,23 @@ const (
 	// TargetUnsupported: the target cannot do what the revocation asks
 	// (e.g. Entra has no per-session call); never widened silently.
 	TargetUnsupported TargetState = "unsupported"
+	// TargetNotHonoured: the target answered, but a check showed that it
+	// did not do what it was asked (an app's session alive after its
+	// logout call).
+	TargetNotHonoured TargetState = "not_honoured"
 )
 
 // Valid reports whether s is one of the states.
 func (s TargetState) Valid() bool {
 	switch s {
-	case TargetPending, TargetDone, TargetFailed, TargetUnsupported:
+	case TargetPending, TargetDone, TargetFailed, TargetUnsupported, TargetNotHonoured:
 		return true
 	}
 	return false
 }
 
-// Final reports whether s ends the target's work (done, failed or
-// unsupported).
+// Final reports whether s ends the target's work (done, failed,
+// unsupported or not honoured).
 func (s TargetState) Final() bool { return s.Valid() && s != TargetPending }
 
 // TargetKind says what a target is, e.g. TargetSessionAuthority. Kinds are

@@ -38,6 +38,9 @@ const (
 	outcomeRejected = "rejected" // the app answered 4xx (not 408/429): not retried
 	outcomeFailed   = "failed"   // every attempt failed
 	outcomeDropped  = "dropped"  // the queue was full or the gateway closing
+	// outcomeNotHonoured: the call succeeded, but the route's app_verify
+	// path still answered a status outside expect with the old cookies.
+	outcomeNotHonoured = "not_honoured"
 )
 
 // AppLogoutObserver learns app logout outcomes; the CLI writes them to
@@ -56,14 +59,19 @@ type AppLogoutOutcome struct {
 	Session string
 	// Issuer, Subject and SID are the session's (SID may be empty).
 	Issuer, Subject, SID string
-	// Outcome is ok (2xx or 3xx), rejected (4xx other than 408 and 429),
-	// failed (every attempt failed) or dropped (never attempted: queue full
-	// or gateway closing).
+	// Outcome is ok (2xx or 3xx, and the honour check, if any, saw the
+	// app's session gone), not_honoured (the call succeeded but the
+	// route's app_verify path still answered a status outside expect),
+	// rejected (4xx other than 408 and 429), failed (every attempt failed)
+	// or dropped (never attempted: queue full or gateway closing).
 	Outcome string
 	// Status is the app's last HTTP status; 0 when none was received.
 	Status int
 	// Attempts is how many calls were made.
 	Attempts int
+	// VerifyStatus is the last status of the honour check (app_verify);
+	// 0 when none was made or no answer came.
+	VerifyStatus int
 }
 
 // appLogout calls routes' app_logout_url when a session is revoked. It
@@ -76,11 +84,14 @@ type AppLogoutOutcome struct {
 type appLogout struct {
 	cfg    AppLogoutConfig
 	client *http.Client
-	log    *slog.Logger
-	now    func() time.Time
-	clk    clock.Clock
-	skew   time.Duration
-	count  map[string]prometheus.Counter
+	// verifier is client following no redirect: the honour check judges
+	// the app's own answer (a 302 to its login page).
+	verifier *http.Client
+	log      *slog.Logger
+	now      func() time.Time
+	clk      clock.Clock
+	skew     time.Duration
+	count    map[string]prometheus.Counter
 	// observer learns every outcome; nil means none does.
 	observer AppLogoutObserver
 
@@ -108,6 +119,7 @@ type logoutJob struct {
 type logoutCall struct {
 	url           string
 	route         string
+	rt            *route
 	session       string // logID of the session id
 	iss, sub, sid string // the session's
 	cookie        string // the Cookie field: real values, never logged
@@ -127,7 +139,10 @@ func newAppLogout(cfg AppLogoutConfig, client *http.Client, log *slog.Logger, cl
 		jobs:  make(chan logoutJob, cfg.QueueSize),
 		reg:   registry{max: cfg.RegistrySize, m: make(map[regKey]*regEntry)},
 	}
-	for _, o := range []string{outcomeOK, outcomeRejected, outcomeFailed, outcomeDropped} {
+	v := *client
+	v.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	a.verifier = &v
+	for _, o := range []string{outcomeOK, outcomeNotHonoured, outcomeRejected, outcomeFailed, outcomeDropped} {
 		a.count[o] = m.appLogout.WithLabelValues(o)
 	}
 	return a
@@ -200,7 +215,7 @@ func (a *appLogout) enqueue(j logoutJob) {
 	if j.call != nil {
 		a.log.LogAttrs(context.Background(), slog.LevelWarn, "app logout dropped",
 			slog.String("route", j.call.route), slog.String("session", j.call.session))
-		a.report(j.call, outcomeDropped, 0, 0)
+		a.report(j.call, outcomeDropped, 0, 0, 0)
 	} else {
 		a.log.LogAttrs(context.Background(), slog.LevelWarn, "revocation dropped by app logout",
 			slog.String("kind", string(j.entry.Kind)))
@@ -244,26 +259,71 @@ func newLogoutCall(sessionID, iss, sub, sid string, rt *route, real map[string]s
 	for _, name := range slices.Sorted(maps.Keys(real)) {
 		pairs = append(pairs, name+"="+real[name])
 	}
-	return &logoutCall{url: rt.logoutURL, route: rt.label, session: logID(sessionID), iss: iss, sub: sub, sid: sid, cookie: strings.Join(pairs, "; ")}
+	return &logoutCall{url: rt.logoutURL, route: rt.label, rt: rt, session: logID(sessionID), iss: iss, sub: sub, sid: sid, cookie: strings.Join(pairs, "; ")}
 }
 
 // report tells the observer, if any, the outcome of c.
-func (a *appLogout) report(c *logoutCall, outcome string, status, attempts int) {
+func (a *appLogout) report(c *logoutCall, outcome string, status, attempts, verifyStatus int) {
 	if a.observer == nil {
 		return
 	}
 	a.observer.AppLogoutDone(context.Background(), AppLogoutOutcome{
 		Route: c.route, Session: c.session, Issuer: c.iss, Subject: c.sub, SID: c.sid,
-		Outcome: outcome, Status: status, Attempts: attempts,
+		Outcome: outcome, Status: status, Attempts: attempts, VerifyStatus: verifyStatus,
 	})
 }
 
 // call POSTs to the app's logout URL with its real cookies, retrying
-// network errors, 408, 429 and 5xx with exponential backoff.
+// network errors, 408, 429 and 5xx with exponential backoff; after a
+// successful call it runs the route's honour check, if any.
 func (a *appLogout) call(c *logoutCall) {
+	outcome := outcomeFailed
+	status, attempts, ok := a.retry(c, http.MethodPost, c.url, a.client)
+	if ok {
+		outcome = outcomeOK
+		if status >= 400 {
+			outcome = outcomeRejected
+		}
+	}
+	verifyStatus := 0
+	if outcome == outcomeOK && c.rt != nil && c.rt.verifyURL != "" {
+		verifyStatus, _, _ = a.retry(c, http.MethodGet, c.rt.verifyURL, a.verifier)
+		switch {
+		case slices.Contains(c.rt.expect, verifyStatus):
+		case a.ctx.Err() != nil:
+			// Closing before the check was made: unproven, not done.
+			outcome = outcomeFailed
+		default:
+			outcome = outcomeNotHonoured
+			c.rt.notHonoured.Inc()
+		}
+	}
+	a.count[outcome].Inc()
+	switch outcome {
+	case outcomeNotHonoured:
+		// The gateway refuses the sealed cookie regardless; this tells the
+		// app's owner that its logout endpoint leaves the session alive.
+		a.log.LogAttrs(context.Background(), slog.LevelWarn, "app logout not honoured: the app still serves the session after its logout",
+			slog.String("route", c.route), slog.String("session", c.session),
+			slog.String("verify_url", c.rt.verifyURL), slog.Int("verify_status", verifyStatus), slog.Any("expect", c.rt.expect))
+	default:
+		level := slog.LevelInfo
+		if outcome != outcomeOK {
+			level = slog.LevelWarn
+		}
+		a.log.LogAttrs(context.Background(), level, "app logout",
+			slog.String("route", c.route), slog.String("session", c.session),
+			slog.String("outcome", outcome), slog.Int("status", status), slog.Int("attempts", attempts),
+			slog.Int("verify_status", verifyStatus))
+	}
+	a.report(c, outcome, status, attempts, verifyStatus)
+}
+
+// retry makes up to MaxAttempts requests (method, target) with c's
+// cookies, with exponential backoff between them; ok reports whether an
+// answer that is not retried came (status is the last one; 0 for none).
+func (a *appLogout) retry(c *logoutCall, method, target string, client *http.Client) (status, attempts int, ok bool) {
 	backoff := a.cfg.Backoff
-	outcome, status := outcomeFailed, 0
-	attempts := 0
 	for attempts < a.cfg.MaxAttempts {
 		if attempts > 0 {
 			t, waited := a.clk.NewTimer(backoff)
@@ -279,42 +339,30 @@ func (a *appLogout) call(c *logoutCall) {
 		}
 		attempts++
 		var retry bool
-		status, retry = a.attempt(c)
+		status, retry = a.attempt(c, method, target, client)
 		if !retry {
-			outcome = outcomeOK
-			if status >= 400 {
-				outcome = outcomeRejected
-			}
-			break
+			return status, attempts, true
 		}
 	}
-	a.count[outcome].Inc()
-	level := slog.LevelInfo
-	if outcome != outcomeOK {
-		level = slog.LevelWarn
-	}
-	a.log.LogAttrs(context.Background(), level, "app logout",
-		slog.String("route", c.route), slog.String("session", c.session),
-		slog.String("outcome", outcome), slog.Int("status", status), slog.Int("attempts", attempts))
-	a.report(c, outcome, status, attempts)
+	return status, attempts, false
 }
 
-// attempt makes one call; retry reports whether it may be repeated.
-func (a *appLogout) attempt(c *logoutCall) (status int, retry bool) {
+// attempt makes one request; retry reports whether it may be repeated.
+func (a *appLogout) attempt(c *logoutCall, method, target string, client *http.Client) (status int, retry bool) {
 	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, http.NoBody)
+	req, err := http.NewRequestWithContext(ctx, method, target, http.NoBody)
 	if err != nil {
 		return 0, false
 	}
 	req.Header.Set("Cookie", c.cookie)
-	res, err := a.client.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err
 		}
 		a.log.LogAttrs(ctx, slog.LevelDebug, "app logout attempt failed",
-			slog.String("route", c.route), slog.String("session", c.session), slog.String("error", err.Error()))
+			slog.String("route", c.route), slog.String("session", c.session), slog.String("method", method), slog.String("error", err.Error()))
 		return 0, true
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,19 +216,22 @@ func (p *oidcIdP) setUser(u user) {
 
 // app is the upstream legacy app: /app/login sets its own session cookie
 // JSESSIONID to a fresh real value; every other path echoes the request;
-// POST /logout records the app logout calls.
+// POST /logout records the app logout calls and ends the session (unless
+// ignoreLogout); /whoami answers 200 to a live session, else 401.
 type app struct {
 	*upstream
-	mu       sync.Mutex
-	sessions []string     // real JSESSIONID values handed out
-	logouts  chan string  // Cookie fields of logout calls
-	fail     atomic.Int64 // answer 500 to this many logout calls first
-	calls    atomic.Int64 // logout calls received
+	mu           sync.Mutex
+	sessions     []string        // real JSESSIONID values handed out
+	ended        map[string]bool // real values whose session ended
+	ignoreLogout atomic.Bool     // the logout endpoint does nothing
+	logouts      chan string     // Cookie fields of logout calls
+	fail         atomic.Int64    // answer 500 to this many logout calls first
+	calls        atomic.Int64    // logout calls received
 }
 
 func newApp(t testing.TB) *app {
 	t.Helper()
-	a := &app{upstream: &upstream{}, logouts: make(chan string, 16)}
+	a := &app{upstream: &upstream{}, logouts: make(chan string, 16), ended: map[string]bool{}}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.hits.Add(1)
 		switch r.URL.Path {
@@ -237,8 +241,22 @@ func newApp(t testing.TB) *app {
 				http.Error(w, "busy", http.StatusInternalServerError)
 				return
 			}
+			if c, err := r.Cookie("JSESSIONID"); err == nil && !a.ignoreLogout.Load() {
+				a.mu.Lock()
+				a.ended[c.Value] = true
+				a.mu.Unlock()
+			}
 			a.logouts <- r.Header.Get("Cookie")
 			return
+		case "/whoami":
+			a.mu.Lock()
+			c, err := r.Cookie("JSESSIONID")
+			live := err == nil && slices.Contains(a.sessions, c.Value) && !a.ended[c.Value]
+			a.mu.Unlock()
+			if !live {
+				http.Error(w, "who are you?", http.StatusUnauthorized)
+				return
+			}
 		case "/app/hints":
 			w.Header().Set("Set-Cookie", "JSESSIONID=REAL-hint; Path=/")
 			w.Header().Set("Link", "</x.css>; rel=preload")

@@ -79,6 +79,11 @@ type Route struct {
 	// session that used this route's app cookies is revoked. An absolute
 	// http(s) URL; needs AppSessionCookies. "" calls nothing.
 	AppLogoutURL string `yaml:"app_logout_url"`
+	// AppVerify checks that the app really ended its session: after a
+	// successful app logout call, the gateway GETs AppVerify.Path from the
+	// upstream with the same old cookies. Nil checks nothing; needs
+	// AppLogoutURL.
+	AppVerify *AppVerify `yaml:"app_verify"`
 	// WebSocket lets WebSocket handshakes (RFC 6455 §4.1) through, after
 	// the route's authentication; false refuses every Upgrade (400). A
 	// tunnel opened with a credential ends when that credential is revoked
@@ -94,6 +99,40 @@ type Route struct {
 	// credentials: sub = client_id = the key's owner, scope = its scopes.
 	// The key never reaches the upstream. Not with auth none.
 	APIKeys bool `yaml:"api_keys"`
+}
+
+// AppVerify is a route's honour check (YAML `app_verify`).
+type AppVerify struct {
+	// Path is requested (GET) from the upstream as a proxied request for
+	// it would be: the upstream URL's path joined with Path. It starts
+	// with "/" and holds no query or fragment.
+	Path string `yaml:"path"`
+	// Expect lists the statuses that show a dead app session (e.g. 401,
+	// 302 to the app's login, 403); empty means 401, 302 and 403. Any
+	// other status, or no answer after every attempt, means the app did
+	// not honour its logout.
+	Expect []int `yaml:"expect"`
+}
+
+// defaultExpect is AppVerify.Expect's default.
+var defaultExpect = []int{http.StatusUnauthorized, http.StatusFound, http.StatusForbidden}
+
+func (v *AppVerify) validate(add func(field, format string, args ...any), r Route) {
+	if r.AppLogoutURL == "" {
+		add("app_verify", "needs app_logout_url (the check follows the app logout call)")
+	}
+	u, err := url.Parse(v.Path)
+	switch {
+	case !strings.HasPrefix(v.Path, "/") || strings.HasPrefix(v.Path, "//"):
+		add("app_verify.path", "must be an absolute path starting with one /")
+	case err != nil || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(v.Path, "?#"):
+		add("app_verify.path", "must be a path without query or fragment")
+	}
+	for j, code := range v.Expect {
+		if code < 100 || code > 599 {
+			add(fmt.Sprintf("app_verify.expect[%d]", j), "%d is not an HTTP status", code)
+		}
+	}
 }
 
 // TokenVerifier verifies a bearer token. An error wrapping
@@ -592,6 +631,9 @@ func (r Route) validate(p, sessionCookie string) []error {
 		if len(r.AppSessionCookies) == 0 {
 			add("app_logout_url", "needs app_session_cookies")
 		}
+	}
+	if r.AppVerify != nil {
+		r.AppVerify.validate(add, r)
 	}
 	names := make([]string, 0, len(r.Headers))
 	for name := range r.Headers {

@@ -111,6 +111,18 @@ func TestValidate(t *testing.T) {
 			[]string{"routes[0].app_session_cookies: needs auth browser or either"}},
 		{"app logout without cookies", browser(func(c *Config) { c.Routes[0].AppSessionCookies, c.Routes[0].AppLogoutURL = nil, "http://app/logout" }),
 			[]string{"routes[0].app_logout_url: needs app_session_cookies"}},
+		{"app verify", browser(func(c *Config) { c.Routes[0].AppVerify = &AppVerify{Path: "/whoami", Expect: []int{401, 302}} }), nil},
+		{"app verify without logout", browser(func(c *Config) {
+			c.Routes[0].AppLogoutURL = ""
+			c.Routes[0].AppVerify = &AppVerify{Path: "whoami?x=1", Expect: []int{99, 600}}
+		}), []string{
+			"routes[0].app_verify: needs app_logout_url (the check follows the app logout call)",
+			"routes[0].app_verify.path: must be an absolute path starting with one /",
+			"routes[0].app_verify.expect[0]: 99 is not an HTTP status",
+			"routes[0].app_verify.expect[1]: 600 is not an HTTP status",
+		}},
+		{"app verify query", browser(func(c *Config) { c.Routes[0].AppVerify = &AppVerify{Path: "/whoami?x=1"} }),
+			[]string{"routes[0].app_verify.path: must be a path without query or fragment"}},
 		{"app cookie names", browser(func(c *Config) {
 			c.Session.CookieName = "gw"
 			c.Routes[0].AppSessionCookies = []string{"a b", "gw", "gw_1", "gw_login_x", "gw_x", "PHPSESSID", "PHPSESSID"}

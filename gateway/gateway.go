@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/clock"
@@ -98,6 +99,11 @@ type route struct {
 	// appNames are the sealed app cookies; logoutURL the app's logout.
 	appNames  []string
 	logoutURL string
+	// verifyURL is the honour check's URL ("" checks nothing); expect the
+	// statuses that show the app's session ended.
+	verifyURL   string
+	expect      []int
+	notHonoured prometheus.Counter
 	// websocket: WebSocket handshakes are proxied (after authentication).
 	websocket bool
 	// idParams are the app cookies as lower-case path parameters
@@ -357,6 +363,17 @@ func (g *Gateway) newRoute(r Route, publicURL string, strip []string, transport 
 	rt.label = rt.host + rt.prefix
 	rt.apiKeys = r.APIKeys
 	rt.metrics = m.route(rt.label)
+	if r.AppVerify != nil && r.Upstream != "" {
+		v := *upstream
+		v.Path = strings.TrimSuffix(upstream.Path, "/") + r.AppVerify.Path
+		v.RawPath, v.RawQuery, v.Fragment = "", "", ""
+		rt.verifyURL = v.String()
+		rt.expect = slices.Clone(r.AppVerify.Expect)
+		if len(rt.expect) == 0 {
+			rt.expect = defaultExpect
+		}
+		rt.notHonoured = m.notHonoured.WithLabelValues(rt.label)
+	}
 	rt.scopeHdr = challengeInsufficientScope + `, scope="` + strings.Join(rt.scopes, " ") + `"`
 	for name, claim := range r.Headers {
 		rt.headers = append(rt.headers, identityHeader{name: http.CanonicalHeaderKey(name), claim: claim})

@@ -16,8 +16,11 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	appLogout *prometheus.CounterVec
-	forward   *prometheus.CounterVec
-	clk       clock.Clock
+	// notHonoured counts app logouts whose honour check found the app's
+	// session alive, by route.
+	notHonoured *prometheus.CounterVec
+	forward     *prometheus.CounterVec
+	clk         clock.Clock
 }
 
 // routeMetrics are one route's label children, resolved at New so that a
@@ -44,8 +47,12 @@ func newMetrics(reg prometheus.Registerer, clk clock.Clock) (*metrics, error) {
 		}, []string{"route"}),
 		appLogout: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oidcgate_app_logout_total",
-			Help: "App logout calls by outcome (ok, rejected, failed, dropped).",
+			Help: "App logout calls by outcome (ok, not_honoured, rejected, failed, dropped).",
 		}, []string{"outcome"}),
+		notHonoured: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oidcgate_app_logout_not_honoured_total",
+			Help: "App logouts after which the route's app_verify path still answered a status outside expect, by route.",
+		}, []string{"route"}),
 		forward: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oidcgate_forward_auth_decisions_total",
 			Help: "Forward-auth decisions (/oauth2/auth and ext_authz) by route and decision.",
@@ -54,7 +61,7 @@ func newMetrics(reg prometheus.Registerer, clk clock.Clock) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.appLogout, m.forward} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.appLogout, m.notHonoured, m.forward} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: metrics: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -253,5 +254,35 @@ func TestStatusAppLogoutBuried(t *testing.T) {
 	}
 	if w := serve(t, f.admin.StatusHandler(f.store, au), newRequest(http.MethodGet, StatusPath+"?kind=sub&value=alice", tokOps, "", "")); w.Code != http.StatusServiceUnavailable {
 		t.Errorf("unreadable audit log: got %d; want 503", w.Code)
+	}
+}
+
+// TestStatusAppLogoutNotHonoured: an app logout whose honour check found
+// the app's session alive is a not_honoured target naming the route, and
+// the revocation is not complete.
+func TestStatusAppLogoutNotHonoured(t *testing.T) {
+	f := newFixture(t, nil)
+	if w := f.post(t, `{"sub":"alice"}`); w.Code != http.StatusCreated {
+		t.Fatalf("revoke: got %d; want 201", w.Code)
+	}
+	au := openTestAudit(t, audit.Config{Clock: clocktest.New(t0.Add(time.Second))})
+	rec := audit.Record{Event: audit.EventAppLogout, Targets: []audit.Target{{Issuer: issA, Kind: cache.KindSub, Value: "alice"}},
+		AppLogout: &audit.AppLogout{Route: "/app", Session: "abc", Outcome: "not_honoured", Status: 200, Attempts: 1, VerifyStatus: 200}}
+	if err := au.Append(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	w := serve(t, f.admin.StatusHandler(f.store, au), newRequest(http.MethodGet, StatusPath+"?kind=sub&value=alice", tokOps, "", ""))
+	var st RevocationStatus
+	if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, ts := range st.Targets {
+		if ts.Kind == TargetAppLogout {
+			found = ts.State == cache.TargetNotHonoured && ts.Name == "/app session abc" && strings.Contains(ts.LastError, "still answered 200")
+		}
+	}
+	if !found || st.Complete {
+		t.Errorf("targets: got %+v, complete %v; want /app session abc not_honoured, not complete", st.Targets, st.Complete)
 	}
 }

@@ -46,7 +46,7 @@ type TargetStatus struct {
 	// Name names the target within its kind: a replica id, "route
 	// session", an authority.
 	Name string `json:"name"`
-	// State is pending, done, failed or unsupported.
+	// State is pending, done, failed, unsupported or not_honoured.
 	State     cache.TargetState `json:"state"`
 	Attempts  int               `json:"attempts,omitempty"`
 	LastError string            `json:"last_error,omitempty"`
@@ -78,7 +78,12 @@ func (a *Admin) judgeTargets(ctx context.Context, out *RevocationStatus) error {
 	}
 	for _, l := range out.AppLogouts {
 		ts := TargetStatus{Kind: TargetAppLogout, Name: l.Route + " session " + l.Session, State: cache.TargetDone, Attempts: l.Attempts}
-		if l.Outcome != "ok" {
+		switch l.Outcome {
+		case "ok":
+		case "not_honoured":
+			ts.State = cache.TargetNotHonoured
+			ts.LastError = fmt.Sprintf("the app's logout answered %d, but its app_verify path still answered %d with the old cookies", l.Status, l.VerifyStatus)
+		default:
 			ts.State = cache.TargetFailed
 			ts.LastError = fmt.Sprintf("%s (status %d)", l.Outcome, l.Status)
 		}

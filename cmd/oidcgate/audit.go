@@ -100,6 +100,7 @@ func (o appLogoutAudit) AppLogoutDone(_ context.Context, out gateway.AppLogoutOu
 		Targets: []audit.Target{{Issuer: out.Issuer, Kind: cache.KindSub, Value: out.Subject}},
 		AppLogout: &audit.AppLogout{
 			Route: out.Route, Session: out.Session, Outcome: out.Outcome, Status: out.Status, Attempts: out.Attempts,
+			VerifyStatus: out.VerifyStatus,
 		},
 	}
 	if out.SID != "" {

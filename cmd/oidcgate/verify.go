@@ -63,7 +63,13 @@ func cmdVerifyRevocation(ctx context.Context, args []string, stdout, stderr io.W
 		return fmt.Errorf("%w (%s)", errNotApplied, st.Verdict)
 	}
 	for _, l := range st.AppLogouts {
-		if l.Outcome != "ok" {
+		switch l.Outcome {
+		case "ok":
+		case "not_honoured":
+			// The gateway refuses the session everywhere, but the app
+			// still serves it: its logout endpoint is broken.
+			return fmt.Errorf("%w: the app of route %s did not honour its logout for session %s (app_verify answered %d)", errNotApplied, l.Route, l.Session, l.VerifyStatus)
+		default:
 			// The gateway refuses the session everywhere, but the app's own
 			// session may live on: not done.
 			return fmt.Errorf("%w: the app logout of %s for session %s: %s", errNotApplied, l.Route, l.Session, l.Outcome)
@@ -128,7 +134,11 @@ func printStatus(w io.Writer, q logout.StatusQuery, st logout.RevocationStatus) 
 		fmt.Fprintf(w, "  replica %s  %s  %s\n", replicaLabel(st.Replicas, r.ID), state, applied)
 	}
 	for _, l := range st.AppLogouts {
-		fmt.Fprintf(w, "  app logout %s session %s: %s (status %d, %d attempt(s))\n", l.Route, l.Session, l.Outcome, l.Status, l.Attempts)
+		line := fmt.Sprintf("  app logout %s session %s: %s (status %d, %d attempt(s))", l.Route, l.Session, l.Outcome, l.Status, l.Attempts)
+		if l.VerifyStatus != 0 {
+			line += fmt.Sprintf(", app_verify answered %d", l.VerifyStatus)
+		}
+		fmt.Fprintln(w, line)
 	}
 	printTargets(w, st)
 }
