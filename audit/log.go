@@ -68,17 +68,20 @@ const (
 	TriggerAdmin        = "admin"
 	TriggerRFC7009      = "rfc7009"
 	TriggerSSF          = "ssf"
+	// TriggerUniversalLogout: a Global Token Revocation request.
+	TriggerUniversalLogout = "universal_logout"
 )
 
 // Triggers lists every trigger Trigger returns.
-var Triggers = []string{TriggerBackchannel, TriggerFrontchannel, TriggerRPLogout, TriggerAdmin, TriggerRFC7009, TriggerSSF}
+var Triggers = []string{TriggerBackchannel, TriggerFrontchannel, TriggerRPLogout, TriggerAdmin, TriggerRFC7009, TriggerSSF, TriggerUniversalLogout}
 
 // Trigger names the source of a revocation from its initiator:
 // "backchannel:<iss> jti_sha256:<hex>" (back-channel logout),
 // "frontchannel:<iss>" (front-channel logout), "gateway:sign_out"
 // (RP-initiated logout at the gateway), "admin:<token name>" (admin API),
 // "rfc7009" or "rfc7009:<client>" (/revoke), "ssf:<transmitter> ..."
-// (Shared Signals). Any other initiator yields "".
+// (Shared Signals), "universal_logout:<caller issuer> ..." (Universal
+// Logout). Any other initiator yields "".
 func Trigger(initiator string) string {
 	prefix, _, _ := strings.Cut(initiator, ":")
 	switch prefix {
@@ -92,6 +95,8 @@ func Trigger(initiator string) string {
 		return TriggerRFC7009
 	case "ssf":
 		return TriggerSSF
+	case "universal_logout":
+		return TriggerUniversalLogout
 	case "gateway":
 		if initiator == "gateway:sign_out" {
 			return TriggerRPLogout

@@ -68,6 +68,7 @@ func TestTrigger(t *testing.T) {
 		{"rfc7009", TriggerRFC7009},
 		{"rfc7009:client-a", TriggerRFC7009},
 		{"ssf:https://tx jti_sha256:00", TriggerSSF},
+		{"universal_logout:https://idp jti_sha256:00", TriggerUniversalLogout},
 		{"gateway:other", ""},
 		{"", ""},
 		{"administrator", ""},

@@ -170,6 +170,17 @@ type Config struct {
 	// SETs verifies Shared Signals SETs; *introspect.SETVerifier
 	// implements it. Required by NewSSF, unused by the others.
 	SETs SETVerifier
+	// Assertions verifies the JWTs that authenticate Universal Logout
+	// requests; *introspect.Verifier implements it. Required by
+	// NewUniversalLogout, unused by the others.
+	Assertions AssertionVerifier
+	// PublicURL is the gateway's public_url: a Universal Logout JWT's aud
+	// must be PublicURL + UniversalLogoutPath. Required by
+	// NewUniversalLogout, unused by the others.
+	PublicURL string
+	// Emails resolves the email subjects of Universal Logout requests;
+	// nil answers every email subject 404. Unused by the others.
+	Emails EmailDirectory
 	// Clock is the clock. Nil means the wall clock.
 	Clock clock.Clock
 	// Logger receives one info line per accepted revocation. Nil means

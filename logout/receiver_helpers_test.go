@@ -34,6 +34,8 @@ const (
 	bclEvent  = "http://schemas.openid.net/event/backchannel-logout"
 	keyID     = "k1"
 	hydraPath = "/hydra"
+	// gatewayURL is the fixture's public_url.
+	gatewayURL = "https://gw.example"
 )
 
 // rxFixture is a Backchannel and a Frontchannel on a real introspect
@@ -47,6 +49,7 @@ type rxFixture struct {
 	store    *cache.Store
 	bc       *Backchannel
 	fc       *Frontchannel
+	ul       *UniversalLogout
 	reg      *prometheus.Registry
 	logs     *bytes.Buffer
 }
@@ -116,8 +119,11 @@ func newRxFixture(tb testing.TB, o rxOptions) *rxFixture {
 		Replays:   s,
 		LiveSIDs:  s,
 		Clock:     f.clock,
-		Logger:    slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics:   f.reg,
+
+		Assertions: v,
+		PublicURL:  gatewayURL,
+		Logger:     slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics:    f.reg,
 	}
 	if o.store != nil {
 		cfg.Store = o.store
@@ -129,6 +135,9 @@ func newRxFixture(tb testing.TB, o rxOptions) *rxFixture {
 		tb.Fatal(err)
 	}
 	if f.fc, err = NewFrontchannel(cfg); err != nil {
+		tb.Fatal(err)
+	}
+	if f.ul, err = NewUniversalLogout(cfg); err != nil {
 		tb.Fatal(err)
 	}
 	return f

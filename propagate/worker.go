@@ -333,14 +333,15 @@ func (w *Worker) Plan(e cache.Entry) []cache.Target {
 }
 
 // fromIssuer reports whether initiator names an event the issuer itself
-// sent: "backchannel:<iss> …", "frontchannel:<iss>", "ssf:<iss> …".
+// sent: "backchannel:<iss> …", "frontchannel:<iss>", "ssf:<iss> …",
+// "universal_logout:<iss> …".
 func fromIssuer(initiator, issuer string) bool {
 	source, rest, ok := strings.Cut(initiator, ":")
 	if !ok {
 		return false
 	}
 	switch source {
-	case "backchannel", "frontchannel", "ssf":
+	case "backchannel", "frontchannel", "ssf", "universal_logout":
 		origin, _, _ := strings.Cut(rest, " ")
 		return origin == issuer
 	}

@@ -187,6 +187,9 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		Metrics:         reg,
 
 		KeyMaxLifetime: cfg.APIKeys.MaxLifetime,
+
+		Assertions: a.verifier,
+		PublicURL:  cfg.PublicURL,
 	}
 	admin, err := logout.NewAdmin(lcfg)
 	if err != nil {
@@ -238,6 +241,15 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	}
 	if ssf != nil && cfg.SSF.Public {
 		public.Handle(logout.SSFPath, ssf)
+	}
+	if cfg.PublicURL != "" {
+		// Without public_url the endpoint has no URL for its JWTs' aud:
+		// not mounted, 404 like any unknown /oauth2/ path.
+		universal, err := logout.NewUniversalLogout(lcfg)
+		if err != nil {
+			return nil, fmt.Errorf("universal logout: %w", err)
+		}
+		public.Handle(logout.UniversalLogoutPath, universal)
 	}
 	public.Handle("/", a.gw)
 
