@@ -60,6 +60,7 @@ type keyspace struct {
 	entry  string // prefix of entry keys; the encoded entry key follows
 	seen   string // prefix of FirstSeen keys
 	live   string // prefix of RecordSID keys
+	uid    string // prefix of RecordUserID keys
 	stream string // the stream of changes
 	epoch  string // random id set when this Redis's data set began
 	// acks prefixes the applied-ack hashes (the encoded entry key
@@ -108,6 +109,7 @@ func newKeyspace(prefix string, maxLen int64) keyspace {
 		entry:    tag + ":e:",
 		seen:     tag + ":seen:",
 		live:     tag + ":live:",
+		uid:      tag + ":uid:",
 		stream:   tag + ":stream",
 		epoch:    tag + ":epoch",
 		acks:     tag + ":a:",

@@ -92,6 +92,7 @@ type Store struct {
 	seen replayCache
 	// live is RecordSID's memory: liveKey -> until (Unix ns).
 	live    replayCache
+	uids    userIDs
 	targets targetTable
 
 	// id is this replica's id (see ReplicaID).
@@ -122,6 +123,7 @@ func Open(cfg Config) (*Store, error) {
 		done: make(chan struct{}),
 		seen: replayCache{m: make(map[string]int64)},
 		live: replayCache{m: make(map[string]int64)},
+		uids: userIDs{m: make(map[string]userID)},
 		id:   newReplicaID(),
 	}
 	s.targets.m = make(map[string]Target)
@@ -152,6 +154,9 @@ func (s *Store) load() error {
 			return err
 		}
 		if err := s.loadTargets(tx, time.Unix(0, now)); err != nil {
+			return err
+		}
+		if err := s.loadUserIDs(tx, now); err != nil {
 			return err
 		}
 		return s.loadSeen(tx, now)
@@ -552,6 +557,7 @@ func (s *Store) Sweep() int {
 	}
 	s.idx.compact()
 	s.sweepSeen(now)
+	s.sweepUserIDs(now)
 	s.sweepTargets(time.Unix(0, now))
 	if removed > 0 {
 		s.log.Debug("revocation sweep", "removed", removed, "entries", s.idx.count.Load())

@@ -141,6 +141,7 @@ func (g *Gateway) authenticate(ctx context.Context, h http.Header, scopes []stri
 	case !claims.HasScopes(scopes):
 		return nil, decInsufficientScope, token
 	}
+	g.learnUserID(ctx, claims)
 	return claims, decAllowed, token
 }
 

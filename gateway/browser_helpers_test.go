@@ -40,6 +40,8 @@ const (
 // user is who the test IdP logs in next.
 type user struct {
 	Sub, SID, Email string
+	// OID, when set, is the ID token's oid (Entra's user object id).
+	OID string
 	// EmailVerified is the ID token's email_verified; nil means true.
 	EmailVerified any
 }
@@ -188,6 +190,9 @@ func (p *oidcIdP) idToken(t testing.TB, u user, nonce string) string {
 	}
 	if u.SID != "" {
 		c["sid"] = u.SID
+	}
+	if u.OID != "" {
+		c["oid"] = u.OID
 	}
 	if u.Email != "" {
 		c["email"] = u.Email

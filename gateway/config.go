@@ -309,6 +309,19 @@ type Config struct {
 	// the record a front-channel logout is checked against. Nil means
 	// none is recorded.
 	LiveSIDs LiveSIDs
+	// UserIDs records, for each issuer in UserIDClaims, the user id that a
+	// verified bearer token or login carries in that claim, keyed by
+	// (issuer, sub), kept UserIDRetention after the last sighting; a sub
+	// revocation's session authority call needs it (issue 12). Nil, or an
+	// empty UserIDClaims, learns nothing.
+	UserIDs UserIDs
+	// UserIDClaims maps an issuer to the claim naming its users at its
+	// session authority (session_authority.user_id_claim), for issuers
+	// where that claim is not sub.
+	UserIDClaims map[string]string
+	// UserIDRetention is how long a learned user id is kept after it was
+	// last seen; 0 means DefaultUserIDRetention.
+	UserIDRetention time.Duration
 	// HTTPClient calls the token endpoint and app logout URLs. Nil means a
 	// client of this package with a 10s timeout that follows no redirects
 	// (never http.DefaultClient).
@@ -804,4 +817,6 @@ var (
 	_ SessionStore    = (*cache.Store)(nil)
 	_ LiveSIDs        = (*cache.Store)(nil)
 	_ LiveSIDs        = (*cache.Redis)(nil)
+	_ UserIDs         = (*cache.Store)(nil)
+	_ UserIDs         = (*cache.Redis)(nil)
 )

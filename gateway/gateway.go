@@ -55,14 +55,18 @@ type Gateway struct {
 	public        *url.URL // public_url; nil when not set
 
 	// Browser sessions; cookies is nil when no route uses them.
-	cookies     *sessionCookies
-	loginSeal   *sealer
-	appSeal     *sealer
-	idTokens    IDTokenVerifier
-	sessions    SessionStore
-	liveSIDs    LiveSIDs
-	login       Login
-	redirectURI string
+	cookies   *sessionCookies
+	loginSeal *sealer
+	appSeal   *sealer
+	idTokens  IDTokenVerifier
+	sessions  SessionStore
+	liveSIDs  LiveSIDs
+	// userIDs, userIDClaims and userIDRetention: Config's (learnUserID).
+	userIDs         UserIDs
+	userIDClaims    map[string]string
+	userIDRetention time.Duration
+	login           Login
+	redirectURI     string
 	// publicOrigin is public_url's origin as a browser sends it in Origin
 	// (RFC 6454 §6.1: default port omitted).
 	publicOrigin string
@@ -185,6 +189,10 @@ func New(cfg Config) (*Gateway, error) {
 	for _, p := range cfg.ForwardAuth.TrustedProxies {
 		pfx, _ := parseSourceRange(p) // checked by Validate
 		g.trusted = append(g.trusted, pfx)
+	}
+	if len(cfg.UserIDClaims) > 0 {
+		g.userIDs, g.userIDClaims = cfg.UserIDs, cfg.UserIDClaims
+		g.userIDRetention = cmp.Or(cfg.UserIDRetention, DefaultUserIDRetention)
 	}
 	g.redirectHosts = make(map[string]bool, len(cfg.ForwardAuth.AllowedRedirectHosts))
 	for _, h := range cfg.ForwardAuth.AllowedRedirectHosts {
@@ -484,8 +492,9 @@ type verdict struct {
 // judge authenticates the credentials in h (the Authorization and Cookie
 // fields) as rt's auth mode requires: a bearer token verified and its
 // scopes checked, or the session cookie opened and checked against the
-// revocation store. It has no side effects; what to answer is the
-// caller's.
+// revocation store. Its only side effect is learning the user id at the
+// session authority from a verified token (learnUserID); what to answer
+// is the caller's.
 func (rt *route) judge(ctx context.Context, h http.Header) verdict {
 	v := verdict{mode: rt.auth}
 	if rt.apiKeys && rt.judgeKey(h, &v) {

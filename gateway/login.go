@@ -278,6 +278,7 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	g.learnUserID(r.Context(), claims.Claims)
 	if !g.cookies.set(w, r, s, g.maxAge) {
 		plainError(w, http.StatusBadGateway, "the ID token is too large for a session cookie")
 		return

@@ -31,6 +31,9 @@ type Store interface {
 	PendingTargets(ctx context.Context) ([]cache.Target, error)
 	LeaseTarget(ctx context.Context, t cache.Target, holder string, ttl time.Duration) (bool, error)
 	ReleaseTarget(ctx context.Context, t cache.Target, holder string) error
+	// UserID returns the user id at the issuer's session authority
+	// learned for sub (see cache.Store.RecordUserID).
+	UserID(ctx context.Context, issuer, sub string) (string, bool, error)
 	ReplicaID() string
 }
 
@@ -197,6 +200,9 @@ const (
 	outcomeUnsupported = "unsupported"
 	outcomeRetry       = "retry"
 	outcomeFailed      = "failed"
+	// outcomeNoUserID: no call was made, the user id at the authority is
+	// not known; the target is failed with a note saying so.
+	outcomeNoUserID = "no_user_id"
 )
 
 // NewWorker validates cfg, applies defaults and registers the metrics. It
@@ -262,14 +268,14 @@ func (w *Worker) register(reg prometheus.Registerer) error {
 	}
 	w.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "oidcgate_session_authority_calls_total",
-		Help: "Calls to session authorities, by authority and outcome (done, not_found, unsupported, retry, failed).",
+		Help: "Calls to session authorities, by authority and outcome (done, not_found, unsupported, retry, failed; no_user_id: not made, the user id at the authority is not known).",
 	}, []string{"authority", "outcome"})
 	w.inFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "oidcgate_session_authority_calls_in_flight",
 		Help: "Calls to a session authority in flight now (at most its concurrency).",
 	}, []string{"authority"})
 	for _, a := range w.auths {
-		for _, o := range []string{outcomeDone, outcomeNotFound, outcomeUnsupported, outcomeRetry, outcomeFailed} {
+		for _, o := range []string{outcomeDone, outcomeNotFound, outcomeUnsupported, outcomeRetry, outcomeFailed, outcomeNoUserID} {
 			w.calls.WithLabelValues(a.name, o)
 		}
 		w.inFlight.WithLabelValues(a.name)
@@ -670,12 +676,22 @@ func (w *Worker) call(ctx context.Context, a *authority, t cache.Target) (string
 			w.inFlight.WithLabelValues(a.name).Dec()
 		}
 	}()
-	if t.EntryKind == cache.KindSub {
-		if claim := a.Config.UserIDClaim; claim != "sub" {
-			return outcomeFailed, fmt.Errorf("%w: the user's %s at the authority is not known for this subject (only user_id_claim sub is supported yet)", errNoUserID, claim)
+	value := t.Value
+	if t.EntryKind == cache.KindSub && a.Config.UserIDClaim != "sub" {
+		// Issue 12: the authority names users by another claim (Entra:
+		// oid; its sub is pairwise). Only a user id learned from a verified
+		// token or login of this subject, or named by the admin revocation,
+		// is used: never a guess, never a wider call.
+		id, ok, err := w.cfg.Store.UserID(cctx, t.Issuer, t.Value)
+		switch {
+		case err != nil:
+			return outcomeRetry, fmt.Errorf("propagate: the user's %s could not be looked up: %w", a.Config.UserIDClaim, err)
+		case !ok:
+			return outcomeNoUserID, fmt.Errorf("%w: no %s is known for this subject: the gateway has verified no token or login of this subject carrying %s within the retention; end the user at the authority by hand", errNoUserID, a.Config.UserIDClaim, a.Config.UserIDClaim)
 		}
+		value = id
 	}
-	err := Call(cctx, a.Authority, t.EntryKind, t.Value)
+	err := Call(cctx, a.Authority, t.EntryKind, value)
 	var ce *CallError
 	switch {
 	case err == nil:
@@ -714,6 +730,10 @@ func (w *Worker) judge(t cache.Target, out string, err error) cache.Target {
 		t.Note = clip(fmt.Sprintf("the authority has no call for a %s revocation; nothing wider was ended", t.EntryKind))
 	case outcomeFailed:
 		t.State, t.CompletedAt = cache.TargetFailed, now
+	case outcomeNoUserID:
+		t.State, t.CompletedAt = cache.TargetFailed, now
+		t.Note = clip(t.LastError)
+		t.LastError = ""
 	default:
 		if t.Attempts >= w.cfg.MaxAttempts {
 			t.State, t.CompletedAt = cache.TargetFailed, now

@@ -6,17 +6,39 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
 	"github.com/oidcgate/oidcgate/cache/redistest"
+	"github.com/oidcgate/oidcgate/clock/clocktest"
 	"github.com/oidcgate/oidcgate/propagate"
 )
 
 const iss = "https://sso.example.com"
+
+// t0 is when the worker tests' clocks start.
+var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+
+// step is how far waitFinal moves the fake clock between looks: the
+// tests' MaxBackoff, so that every retry falls due.
+const step = 5 * time.Millisecond
+
+// poll waits until cond holds. The ceiling only turns a hang into a
+// failure: the worker's time is the fake clock's, and no outcome depends
+// on how long this takes.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // fakeAuthority records its calls; answer decides each call's error.
 type fakeAuthority struct {
@@ -99,9 +121,9 @@ func (m *memAudit) all() []cache.Target {
 	return slices.Clone(m.ts)
 }
 
-func openStore(t *testing.T, path string) *cache.Store {
+func openStore(t *testing.T, path string, clk *clocktest.Clock) *cache.Store {
 	t.Helper()
-	s, err := cache.Open(cache.Config{Path: path})
+	s, err := cache.Open(cache.Config{Path: path, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,9 +155,9 @@ func run(t *testing.T, cfg propagate.WorkerConfig) *propagate.Worker {
 
 func revoke(t *testing.T, s interface {
 	Revoke(context.Context, cache.Entry) (cache.Entry, error)
-}, kind cache.Kind, value, initiator string) cache.Entry {
+}, clk *clocktest.Clock, kind cache.Kind, value, initiator string) cache.Entry {
 	t.Helper()
-	now := time.Now()
+	now := clk.Now()
 	e, err := s.Revoke(context.Background(), cache.Entry{
 		Issuer: iss, Kind: kind, Value: value, RevokedAt: now, ExpiresAt: now.Add(time.Hour), Initiator: initiator,
 	})
@@ -145,30 +167,36 @@ func revoke(t *testing.T, s interface {
 	return e
 }
 
-// waitFinal waits until every target of the entry is final and returns them.
-func waitFinal(t *testing.T, s propagate.Store, kind cache.Kind, value string) []cache.Target {
+// waitFinal waits until every target of the entry is final and returns
+// them, moving clk by step between looks so that retries fall due.
+func waitFinal(t *testing.T, s propagate.Store, clk *clocktest.Clock, kind cache.Kind, value string) []cache.Target {
 	t.Helper()
-	type lister interface {
-		Targets(ctx context.Context, issuer string, kind cache.Kind, value string) ([]cache.Target, error)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ts, err := s.(lister).Targets(context.Background(), iss, kind, value)
-		if err != nil {
-			t.Fatal(err)
-		}
+	var ts []cache.Target
+	poll(t, fmt.Sprintf("every target of %s %s final", kind, value), func() bool {
+		ts = targetsOf(t, s, kind, value)
 		final := len(ts) > 0
 		for _, x := range ts {
 			final = final && x.State.Final()
 		}
-		if final {
-			return ts
+		if !final {
+			clk.Advance(step)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("targets of %s %s never final: %+v", kind, value, ts)
-		}
-		time.Sleep(2 * time.Millisecond)
+		return final
+	})
+	return ts
+}
+
+// targetsOf returns the targets of the entry (iss, kind, value).
+func targetsOf(t *testing.T, s propagate.Store, kind cache.Kind, value string) []cache.Target {
+	t.Helper()
+	type lister interface {
+		Targets(ctx context.Context, issuer string, kind cache.Kind, value string) ([]cache.Target, error)
 	}
+	ts, err := s.(lister).Targets(context.Background(), iss, kind, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
 }
 
 func TestWorkerOutcomes(t *testing.T) {
@@ -189,13 +217,15 @@ func TestWorkerOutcomes(t *testing.T) {
 		}
 		return nil
 	})
-	s := openStore(t, filepath.Join(t.TempDir(), "r.db"))
+	clk := clocktest.New(t0)
+	s := openStore(t, filepath.Join(t.TempDir(), "r.db"), clk)
 	au := &memAudit{}
 	run(t, propagate.WorkerConfig{
 		Store:       s,
 		Authorities: []propagate.Binding{{Issuer: iss, Authority: fake}},
 		Audit:       au,
 		MaxAttempts: 4,
+		Clock:       clk,
 	})
 	for _, tc := range []struct {
 		kind     cache.Kind
@@ -213,8 +243,8 @@ func TestWorkerOutcomes(t *testing.T) {
 		{cache.KindClient, "app", cache.TargetDone, 1, "client app"},
 	} {
 		t.Run(tc.value, func(t *testing.T) {
-			revoke(t, s, tc.kind, tc.value, "admin:ops")
-			ts := waitFinal(t, s, tc.kind, tc.value)
+			revoke(t, s, clk, tc.kind, tc.value, "admin:ops")
+			ts := waitFinal(t, s, clk, tc.kind, tc.value)
 			if len(ts) != 1 {
 				t.Fatalf("got %d targets; want 1", len(ts))
 			}
@@ -233,11 +263,8 @@ func TestWorkerOutcomes(t *testing.T) {
 			}
 		})
 	}
-	// Every final state is audited once.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(au.all()) < 7 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	// Every final state is audited once (after the store records it).
+	poll(t, "7 audit records", func() bool { return len(au.all()) >= 7 })
 	if got := au.all(); len(got) != 7 {
 		t.Fatalf("audited %d targets; want 7", len(got))
 	}
@@ -245,30 +272,32 @@ func TestWorkerOutcomes(t *testing.T) {
 
 func TestWorkerTriggers(t *testing.T) {
 	fake := newFake(nil)
-	s := openStore(t, "")
+	clk := clocktest.New(t0)
+	s := openStore(t, "", clk)
 	onlySSF := newFake(nil)
 	onlySSF.name = "only ssf"
 	run(t, propagate.WorkerConfig{
 		Store: s,
+		Clock: clk,
 		Authorities: []propagate.Binding{
 			{Issuer: iss, Authority: fake},
 			{Issuer: "https://other.example", Config: propagate.Config{On: []string{propagate.OnSSF}}, Authority: onlySSF},
 		},
 	})
 	// The authority's own back-channel logout is not sent back to it.
-	revoke(t, s, cache.KindSID, "from-idp", "backchannel:"+iss+" jti_sha256:abcd")
-	revoke(t, s, cache.KindSub, "from-idp-ssf", "ssf:"+iss+" jti:1")
+	revoke(t, s, clk, cache.KindSID, "from-idp", "backchannel:"+iss+" jti_sha256:abcd")
+	revoke(t, s, clk, cache.KindSub, "from-idp-ssf", "ssf:"+iss+" jti:1")
 	// Another source's is.
-	revoke(t, s, cache.KindSID, "from-elsewhere", "backchannel:https://elsewhere.example jti_sha256:abcd")
-	revoke(t, s, cache.KindSub, "admin", "admin:ops")
+	revoke(t, s, clk, cache.KindSID, "from-elsewhere", "backchannel:https://elsewhere.example jti_sha256:abcd")
+	revoke(t, s, clk, cache.KindSub, "admin", "admin:ops")
 	// jti and session entries have no authority call.
-	revoke(t, s, cache.KindJTI, "jti-1", "admin:ops")
-	now := time.Now()
+	revoke(t, s, clk, cache.KindJTI, "jti-1", "admin:ops")
+	now := clk.Now()
 	if _, err := s.Revoke(context.Background(), cache.Entry{Issuer: "https://other.example", Kind: cache.KindSub, Value: "carol", RevokedAt: now, ExpiresAt: now.Add(time.Hour), Initiator: "admin:ops"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFinal(t, s, cache.KindSID, "from-elsewhere")
-	waitFinal(t, s, cache.KindSub, "admin")
+	waitFinal(t, s, clk, cache.KindSID, "from-elsewhere")
+	waitFinal(t, s, clk, cache.KindSub, "admin")
 	for _, v := range []struct {
 		kind  cache.Kind
 		value string
@@ -290,52 +319,57 @@ func TestWorkerTriggers(t *testing.T) {
 // calling the authority is called after the restart.
 func TestWorkerDurable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "r.db")
-	s, err := cache.Open(cache.Config{Path: path})
+	clk := clocktest.New(t0)
+	s, err := cache.Open(cache.Config{Path: path, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	revoke(t, s, cache.KindSub, "bob", "admin:ops")
+	revoke(t, s, clk, cache.KindSub, "bob", "admin:ops")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openStore(t, path)
+	s = openStore(t, path, clk)
 	fake := newFake(nil)
-	run(t, propagate.WorkerConfig{Store: s, Authorities: []propagate.Binding{{Issuer: iss, Authority: fake}}})
-	ts := waitFinal(t, s, cache.KindSub, "bob")
+	run(t, propagate.WorkerConfig{Store: s, Authorities: []propagate.Binding{{Issuer: iss, Authority: fake}}, Clock: clk})
+	ts := waitFinal(t, s, clk, cache.KindSub, "bob")
 	if ts[0].State != cache.TargetDone || fake.callsOf("user bob") != 1 {
 		t.Fatalf("after restart: got %+v, %d calls; want done after 1", ts, fake.callsOf("user bob"))
 	}
 }
 
 // TestWorkerConcurrency: a burst never has more than Concurrency calls in
-// flight, and every call is made.
+// flight, and every call is made once. The calls are held at a gate until
+// Concurrency of them are in flight, so the bound is really reached.
 func TestWorkerConcurrency(t *testing.T) {
 	const n, limit = 2000, 4
+	gate := make(chan struct{})
 	fake := newFake(func(string, string, int) error {
-		time.Sleep(50 * time.Microsecond)
+		<-gate
 		return nil
 	})
-	s := openStore(t, filepath.Join(t.TempDir(), "r.db"))
-	w := run(t, propagate.WorkerConfig{Store: s, Authorities: []propagate.Binding{{Issuer: iss, Authority: fake}}, Concurrency: limit})
+	clk := clocktest.New(t0)
+	s := openStore(t, filepath.Join(t.TempDir(), "r.db"), clk)
+	w := run(t, propagate.WorkerConfig{Store: s, Authorities: []propagate.Binding{{Issuer: iss, Authority: fake}}, Concurrency: limit, Clock: clk})
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
 			for i := g; i < n; i += 8 {
-				revoke(t, s, cache.KindSub, fmt.Sprintf("user-%d", i), "admin:ops")
+				revoke(t, s, clk, cache.KindSub, fmt.Sprintf("user-%d", i), "admin:ops")
 			}
 		})
 	}
 	wg.Wait()
-	deadline := time.Now().Add(60 * time.Second)
-	for fake.total() < n || w.Pending() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("calls: got %d, pending %d; want %d, 0", fake.total(), w.Pending(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	inFlight := func() int {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		return fake.inFlight
 	}
+	poll(t, fmt.Sprintf("%d calls held at the gate", limit), func() bool { return inFlight() == limit })
+	close(gate)
+	poll(t, fmt.Sprintf("%d calls made, none pending", n), func() bool { return fake.total() >= n && w.Pending() == 0 })
 	fake.mu.Lock()
 	defer fake.mu.Unlock()
-	if len(fake.calls) != n || fake.maxFlow > limit {
+	if len(fake.calls) != n || fake.maxFlow != limit {
 		t.Fatalf("got %d calls, at most %d at once; want %d, at most %d", len(fake.calls), fake.maxFlow, n, limit)
 	}
 	for k, c := range fake.count {
@@ -345,26 +379,84 @@ func TestWorkerConcurrency(t *testing.T) {
 	}
 }
 
-// TestWorkerJudge checks the retry plan: Retry-After is honoured.
+// TestWorkerRetryAfter: after a 429 with Retry-After, the next attempt is
+// due exactly Retry-After later (longer than the backoff), and is made
+// when the clock gets there.
 func TestWorkerRetryAfter(t *testing.T) {
-	var first atomic.Int64
+	const retryAfter = 300 * time.Millisecond
 	fake := newFake(func(_, _ string, n int) error {
 		if n == 1 {
-			first.Store(time.Now().UnixNano())
-			return &propagate.CallError{Op: "DELETE /x", Status: 429, RetryAfter: 300 * time.Millisecond, Temporary: true}
+			return &propagate.CallError{Op: "DELETE /x", Status: 429, RetryAfter: retryAfter, Temporary: true}
 		}
 		return nil
 	})
-	s := openStore(t, "")
-	run(t, propagate.WorkerConfig{Store: s, Authorities: []propagate.Binding{{Issuer: iss, Authority: fake}}})
-	revoke(t, s, cache.KindSub, "bob", "admin:ops")
-	ts := waitFinal(t, s, cache.KindSub, "bob")
-	if ts[0].State != cache.TargetDone || ts[0].Attempts != 2 {
-		t.Fatalf("got %+v; want done after 2 attempts", ts[0])
+	clk := clocktest.New(t0)
+	s := openStore(t, "", clk)
+	run(t, propagate.WorkerConfig{Store: s, Authorities: []propagate.Binding{{Issuer: iss, Authority: fake}}, Clock: clk})
+	revoke(t, s, clk, cache.KindSub, "bob", "admin:ops")
+	var ts []cache.Target
+	poll(t, "first attempt recorded", func() bool {
+		ts = targetsOf(t, s, cache.KindSub, "bob")
+		return len(ts) == 1 && ts[0].Attempts == 1
+	})
+	if ts[0].State != cache.TargetPending || !ts[0].NextAt.Equal(t0.Add(retryAfter)) {
+		t.Fatalf("after the 429: got %+v; want pending, next attempt at %s", ts[0], t0.Add(retryAfter))
 	}
-	if gap := ts[0].CompletedAt.Sub(time.Unix(0, first.Load())); gap < 300*time.Millisecond {
-		t.Fatalf("second attempt %s after the 429; want at least its Retry-After (300ms)", gap)
+	clk.Advance(retryAfter - time.Millisecond)
+	if got := targetsOf(t, s, cache.KindSub, "bob")[0]; got.Attempts != 1 || fake.callsOf("user bob") != 1 {
+		t.Fatalf("before Retry-After: got %+v after %d calls; want 1 attempt", got, fake.callsOf("user bob"))
 	}
+	clk.Advance(time.Millisecond)
+	poll(t, "second attempt done", func() bool {
+		ts = targetsOf(t, s, cache.KindSub, "bob")
+		return ts[0].State.Final()
+	})
+	if ts[0].State != cache.TargetDone || ts[0].Attempts != 2 || !ts[0].CompletedAt.Equal(t0.Add(retryAfter)) {
+		t.Fatalf("got %+v; want done after 2 attempts at %s", ts[0], t0.Add(retryAfter))
+	}
+}
+
+// TestWorkerUserIDClaim: with user_id_claim oid (Entra), a sub revocation
+// calls the authority with the user id learned for that subject; with
+// none learned it is failed with a note saying so, and no call is made
+// (never a guess, never the pairwise sub); sid revocations need no
+// mapping.
+func TestWorkerUserIDClaim(t *testing.T) {
+	fake := newFake(nil)
+	clk := clocktest.New(t0)
+	s := openStore(t, filepath.Join(t.TempDir(), "r.db"), clk)
+	au := &memAudit{}
+	run(t, propagate.WorkerConfig{
+		Store:       s,
+		Authorities: []propagate.Binding{{Issuer: iss, Config: propagate.Config{Type: "entra"}, Authority: fake}},
+		Audit:       au,
+		Clock:       clk,
+	})
+	ctx := context.Background()
+	if err := s.RecordUserID(ctx, iss, "pairwise-a", "oid-a", t0.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	revoke(t, s, clk, cache.KindSub, "pairwise-a", "admin:ops")
+	revoke(t, s, clk, cache.KindSub, "pairwise-b", "admin:ops")
+	revoke(t, s, clk, cache.KindSID, "sid-1", "admin:ops")
+
+	if ts := waitFinal(t, s, clk, cache.KindSub, "pairwise-a"); ts[0].State != cache.TargetDone {
+		t.Errorf("learned subject: got %+v; want done", ts[0])
+	}
+	ts := waitFinal(t, s, clk, cache.KindSub, "pairwise-b")
+	if got := ts[0]; got.State != cache.TargetFailed || got.Attempts != 1 || got.LastError != "" ||
+		!strings.Contains(got.Note, "no oid is known for this subject") {
+		t.Errorf("unknown subject: got %+v; want failed after 1 attempt with a note naming the missing oid", got)
+	}
+	waitFinal(t, s, clk, cache.KindSID, "sid-1")
+	fake.mu.Lock()
+	calls := slices.Clone(fake.calls)
+	fake.mu.Unlock()
+	slices.Sort(calls)
+	if want := []string{"session sid-1", "user oid-a"}; !slices.Equal(calls, want) {
+		t.Errorf("calls: got %q; want %q (the learned oid; nothing for the unknown subject)", calls, want)
+	}
+	poll(t, "3 audit records", func() bool { return len(au.all()) >= 3 })
 }
 
 // TestWorkerRedisReplicas: three replicas share a Redis; every authority
@@ -373,11 +465,14 @@ func TestWorkerRetryAfter(t *testing.T) {
 func TestWorkerRedisReplicas(t *testing.T) {
 	srv := redistest.Start(t)
 	fake := newFake(nil)
+	// Stores and workers read the fake clock; the stores' background loops
+	// run on wall-clock timers.
+	clk := clocktest.NewRealTimers(time.Now())
 	var stores []*cache.Redis
 	for i := range 3 {
 		r, err := cache.OpenRedis(cache.RedisConfig{
 			Redis: cache.RedisOptions{Addr: srv.Addr, KeyPrefix: "w"},
-			Local: cache.Config{Path: filepath.Join(t.TempDir(), fmt.Sprintf("r%d.db", i))},
+			Local: cache.Config{Path: filepath.Join(t.TempDir(), fmt.Sprintf("r%d.db", i)), Clock: clk},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -389,33 +484,55 @@ func TestWorkerRedisReplicas(t *testing.T) {
 		stores = append(stores, r)
 		run(t, propagate.WorkerConfig{
 			Store:       r,
-			Authorities: []propagate.Binding{{Issuer: iss, Authority: fake}},
+			Authorities: []propagate.Binding{{Issuer: iss, Config: propagate.Config{Type: "entra"}, Authority: fake}},
 			CallTimeout: 200 * time.Millisecond,
 			LeaseTTL:    time.Second,
+			Clock:       clk,
 		})
 	}
-	// A replica that died holding a lease: another takes over when it runs out.
-	now := time.Now()
+	// A subject whose user id replica 1 learned: whichever replica works on
+	// it finds it in Redis.
+	if err := stores[0].RecordUserID(context.Background(), iss, "pairwise", "oid-shared", clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// A replica that died holding a lease: another takes over when it runs
+	// out (Redis's own clock expires the lease key; the workers' clock
+	// must pass LeaseTTL before they look again).
+	now := clk.Now()
 	orphan := cache.TargetOf(cache.Entry{Issuer: iss, Kind: cache.KindSub, Value: "orphan", RevokedAt: now, ExpiresAt: now.Add(time.Hour)}, cache.TargetSessionAuthority, fake.Name())
 	if ok, err := stores[2].LeaseTarget(context.Background(), orphan, "dead-replica", 500*time.Millisecond); err != nil || !ok {
 		t.Fatalf("LeaseTarget: %v, %v", ok, err)
 	}
 	const n = 30
 	for i := range n {
-		revoke(t, stores[i%3], cache.KindSub, fmt.Sprintf("u%d", i), "admin:ops")
+		if err := stores[0].RecordUserID(context.Background(), iss, fmt.Sprintf("u%d", i), fmt.Sprintf("oid-u%d", i), clk.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	revoke(t, stores[0], cache.KindSub, "orphan", "admin:ops")
+	if err := stores[0].RecordUserID(context.Background(), iss, "orphan", "oid-orphan", clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	for i := range n {
-		waitFinal(t, stores[(i+1)%3], cache.KindSub, fmt.Sprintf("u%d", i))
+		revoke(t, stores[i%3], clk, cache.KindSub, fmt.Sprintf("u%d", i), "admin:ops")
 	}
-	ts := waitFinal(t, stores[1], cache.KindSub, "orphan")
+	revoke(t, stores[0], clk, cache.KindSub, "orphan", "admin:ops")
+	revoke(t, stores[2], clk, cache.KindSub, "pairwise", "admin:ops")
+	for i := range n {
+		waitFinal(t, stores[(i+1)%3], clk, cache.KindSub, fmt.Sprintf("u%d", i))
+	}
+	if ts := waitFinal(t, stores[1], clk, cache.KindSub, "pairwise"); ts[0].State != cache.TargetDone {
+		t.Fatalf("subject learned on replica 1: got %+v; want done", ts[0])
+	}
+	// The orphan's lease key expires on Redis's clock (500ms): waitFinal
+	// moves the workers' clock until one of them looks again.
+	ts := waitFinal(t, stores[1], clk, cache.KindSub, "orphan")
 	if ts[0].State != cache.TargetDone {
 		t.Fatalf("orphan: got %+v; want done", ts[0])
 	}
 	fake.mu.Lock()
 	defer fake.mu.Unlock()
-	if len(fake.count) != n+1 {
-		t.Fatalf("got calls for %d users; want %d", len(fake.count), n+1)
+	if len(fake.count) != n+2 || fake.count["user oid-shared"] != 1 || fake.count["user oid-orphan"] != 1 {
+		t.Fatalf("got calls %v; want one for each of %d users, by their learned oid", fake.count, n+2)
 	}
 	for k, c := range fake.count {
 		if c != 1 {

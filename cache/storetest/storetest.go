@@ -32,6 +32,8 @@ type Store interface {
 	FirstSeen(ctx context.Context, key string, until time.Time) (bool, error)
 	RecordSID(ctx context.Context, issuer, sid string, until time.Time) error
 	SIDLive(ctx context.Context, issuer, sid string) (bool, error)
+	RecordUserID(ctx context.Context, issuer, sub, id string, until time.Time) error
+	UserID(ctx context.Context, issuer, sub string) (string, bool, error)
 }
 
 var (
@@ -149,6 +151,75 @@ func Run(t *testing.T, open Open) {
 	t.Run("Subscribe", func(t *testing.T) { testSubscribe(t, open) })
 	t.Run("FirstSeen", func(t *testing.T) { testFirstSeen(t, open) })
 	t.Run("LiveSIDs", func(t *testing.T) { testLiveSIDs(t, open) })
+	t.Run("UserIDs", func(t *testing.T) { testUserIDs(t, open) })
+}
+
+func testUserIDs(t *testing.T, open Open) {
+	// The subjects are unique per run: a shared backend may outlive the test.
+	run := fmt.Sprintf("%s-%d-", t.Name(), time.Now().UnixNano())
+	s, clk := newStoreAt(t, open, cache.Config{}, time.Now())
+	start := clk.Now()
+	ctx := context.Background()
+	lookup := func(iss, sub string) string {
+		t.Helper()
+		id, ok, err := s.UserID(ctx, iss, run+sub)
+		if err != nil {
+			t.Fatalf("UserID(%s): %v", sub, err)
+		}
+		if ok == (id == "") {
+			t.Fatalf("UserID(%s): got %q, %v; want an id exactly when found", sub, id, ok)
+		}
+		return id
+	}
+	if got := lookup(iss1, "a"); got != "" {
+		t.Errorf("a subject never recorded: got %q; want none", got)
+	}
+	if err := s.RecordUserID(ctx, iss1, run+"a", "oid-a", start.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if lookup(iss1, "a") != "oid-a" || lookup(iss2, "a") != "" || lookup(iss1, "b") != "" {
+		t.Error("got the wrong user ids; want only (iss1, a) -> oid-a")
+	}
+	// The same id again with a later until keeps the later until.
+	if err := s.RecordUserID(ctx, iss1, run+"a", "oid-a", start.Add(2*cache.UserIDRefresh)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordUserID(ctx, iss1, run+"a", "oid-a", start.Add(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(start.Add(2 * time.Minute))
+	if got := lookup(iss1, "a"); got != "oid-a" {
+		t.Errorf("after the first until: got %q; want oid-a (the later until kept)", got)
+	}
+	// Another id replaces it: the latest verified token speaks.
+	if err := s.RecordUserID(ctx, iss1, run+"a", "oid-a2", clk.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(iss1, "a"); got != "oid-a2" {
+		t.Errorf("after a new id: got %q; want oid-a2", got)
+	}
+	clk.Set(start.Add(2 * time.Minute).Add(time.Minute))
+	if got := lookup(iss1, "a"); got != "" {
+		t.Errorf("after its until: got %q; want none", got)
+	}
+	long := strings.Repeat("s", cache.MaxValueLen+1)
+	for _, bad := range []struct{ iss, sub, id string }{{"", "x", "i"}, {iss1, "", "i"}, {iss1, "x", ""}, {iss1, long, "i"}, {iss1, "x", long}} {
+		if err := s.RecordUserID(ctx, bad.iss, bad.sub, bad.id, clk.Now().Add(time.Hour)); !errors.Is(err, cache.ErrInvalidEntry) {
+			t.Errorf("RecordUserID(%q, %.10q, %.10q): got %v; want ErrInvalidEntry", bad.iss, bad.sub, bad.id, err)
+		}
+	}
+	if _, _, err := s.UserID(ctx, "", "x"); !errors.Is(err, cache.ErrInvalidEntry) {
+		t.Errorf("UserID without issuer: got %v; want ErrInvalidEntry", err)
+	}
+	if err := s.RecordUserID(ctx, iss1, run+"c", "oid-c", clk.Now()); !errors.Is(err, cache.ErrInvalidEntry) {
+		t.Errorf("RecordUserID with until now: got %v; want ErrInvalidEntry", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordUserID(ctx, iss1, run+"z", "oid-z", clk.Now().Add(time.Hour)); !errors.Is(err, cache.ErrClosed) {
+		t.Errorf("RecordUserID after Close: got %v; want ErrClosed", err)
+	}
 }
 
 func testLiveSIDs(t *testing.T, open Open) {
@@ -818,6 +889,33 @@ func RunDurable(t *testing.T, open Open) {
 	t.Run("SweepPersists", func(t *testing.T) { testSweepPersists(t, open) })
 	t.Run("MergeAfterReopen", func(t *testing.T) { testMergeAfterReopen(t, open) })
 	t.Run("LiveSIDsReopen", func(t *testing.T) { testLiveSIDsReopen(t, open) })
+	t.Run("UserIDsReopen", func(t *testing.T) { testUserIDsReopen(t, open) })
+}
+
+func testUserIDsReopen(t *testing.T, open Open) {
+	cfg := durableConfig(t)
+	s, _ := newStore(t, open, cfg)
+	ctx := context.Background()
+	run := fmt.Sprintf("%d-", time.Now().UnixNano())
+	for i := range 50 {
+		if err := s.RecordUserID(ctx, iss1, fmt.Sprintf("%ssub-%d", run, i), fmt.Sprintf("oid-%d", i), t0.Add(time.Duration(i+1)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := newStoreAt(t, open, cfg, t0.Add(25*time.Minute+time.Second))
+	for i := range 50 {
+		got, ok, err := r.UserID(ctx, iss1, fmt.Sprintf("%ssub-%d", run, i))
+		want := ""
+		if i >= 25 {
+			want = fmt.Sprintf("oid-%d", i)
+		}
+		if err != nil || ok != (want != "") || got != want {
+			t.Errorf("sub-%d after reopen: got %q, %v, %v; want %q", i, got, ok, err, want)
+		}
+	}
 }
 
 func testLiveSIDsReopen(t *testing.T, open Open) {

@@ -80,6 +80,23 @@ func (c *Config) validateSessionAuthorities() []error {
 	return errs
 }
 
+// userIDClaims maps each issuer whose session authority names users by
+// another claim than sub (user_id_claim; entra: oid by default) to that
+// claim: the gateway learns sub → user id from its verified tokens and
+// logins (issue 12).
+func (c *Config) userIDClaims() map[string]string {
+	m := map[string]string{}
+	for i, sa := range c.SessionAuthorities {
+		if sa == nil {
+			continue
+		}
+		if claim := sa.WithDefaults().UserIDClaim; claim != "sub" {
+			m[c.Issuers[i].Issuer] = claim
+		}
+	}
+	return m
+}
+
 // newPropagation builds the worker that ends revoked users' sessions at
 // their issuers' session authorities; nil when no issuer names one.
 func newPropagation(cfg *Config, store propagate.Store, au *audit.Log, log *slog.Logger, reg prometheus.Registerer) (*propagate.Worker, error) {

@@ -47,6 +47,7 @@ type revocationStore interface {
 	FirstSeen(ctx context.Context, key string, until time.Time) (bool, error)
 	logout.LiveSIDs
 	gateway.LiveSIDs
+	gateway.UserIDs
 	logout.KeyRecords
 	introspect.KeyStore
 	Run(ctx context.Context) error
@@ -155,6 +156,9 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		LiveSIDs:    a.store,
 		Logger:      log,
 		Metrics:     reg,
+
+		UserIDs:      a.store,
+		UserIDClaims: cfg.userIDClaims(),
 
 		AppLogoutObserver: observer,
 
