@@ -418,6 +418,8 @@ type tokenSpec struct {
 	exp   time.Time // zero: no exp claim
 	// signer, when set, signs instead of the issuer's key for kid.
 	signer crypto.Signer
+	// extra holds more claims (e.g. Entra's oid).
+	extra map[string]any
 }
 
 // spec returns a valid RS256 access token spec for sub with a fresh jti.
@@ -446,6 +448,9 @@ func (i *testIssuer) mint(t *testing.T, s tokenSpec) string {
 	}
 	if s.scope != "" {
 		b = b.Claim("scope", s.scope)
+	}
+	for k, v := range s.extra {
+		b = b.Claim(k, v)
 	}
 	tok, err := b.Build()
 	if err != nil {
