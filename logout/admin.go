@@ -42,6 +42,7 @@ const (
 	resultOK           = "ok"
 	resultInvalid      = "invalid"
 	resultUnauthorized = "unauthorized"
+	resultForbidden    = "forbidden"
 	resultError        = "error"
 )
 
@@ -55,7 +56,7 @@ const realm = "oidcgate-admin"
 // safe for concurrent use. It answers every path it is mounted at; the CLI
 // mounts it at /admin/revocations on the internal listener only.
 type Admin struct {
-	creds       []adminCredential
+	auth        *Authenticator
 	issuers     []string
 	retention   retention
 	store       Store
@@ -78,7 +79,7 @@ func NewAdmin(cfg Config) (*Admin, error) {
 	cfg = cfg.withDefaults()
 	revocations, err := registerCounter(cfg.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "oidcgate_admin_revocations_total",
-		Help: "Revocation requests to the admin API, by entry kind and result (ok, invalid, unauthorized, error).",
+		Help: "Revocation requests to the admin API, by entry kind and result (ok, invalid, unauthorized, forbidden, error).",
 	}, []string{"kind", "result"}))
 	if err != nil {
 		return nil, err
@@ -88,7 +89,7 @@ func NewAdmin(cfg Config) (*Admin, error) {
 		revocations.WithLabelValues(string(k), resultError)
 	}
 	return &Admin{
-		creds:       newAdminCredentials(cfg.Admin.Tokens),
+		auth:        NewAuthenticator(cfg.Admin, cfg.Logger),
 		issuers:     slices.Sorted(maps.Keys(cfg.Lifetimes)),
 		retention:   cfg.retention(),
 		store:       cfg.Store,
@@ -130,10 +131,11 @@ func registerCounter(reg prometheus.Registerer, c *prometheus.CounterVec) (*prom
 	return c, nil
 }
 
-// ServeHTTP authenticates the request, then serves POST (revoke) or GET
-// (list). Every answer is JSON and not cacheable.
+// ServeHTTP authenticates the request, then serves POST (revoke, role
+// revoke) or GET (list, role read). Every answer is JSON and not
+// cacheable.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name, ok := a.authenticate(w, r)
+	p, ok := a.auth.Authenticate(w, r)
 	if !ok {
 		if r.Method == http.MethodPost {
 			a.count(kindUnknown, resultUnauthorized)
@@ -142,8 +144,15 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodPost:
-		a.revoke(w, r, "admin:"+name)
+		if !a.auth.Permit(w, r, p, RoleRevoke) {
+			a.count(kindUnknown, resultForbidden)
+			return
+		}
+		a.revoke(w, r, "admin:"+p.Name)
 	case http.MethodGet:
+		if !a.auth.Permit(w, r, p, RoleRead) {
+			return
+		}
 		a.list(w, r)
 	default:
 		// RFC 9110 §15.5.6: a 405 MUST list the allowed methods.
@@ -152,24 +161,9 @@ func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authenticate returns the name of the admin token r carries, or answers
-// 401 and returns false.
-func (a *Admin) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
-	tok, ok := bearerToken(r.Header)
-	name, matched := matchToken(a.creds, tok)
-	if ok && matched {
-		return name, true
-	}
-	// RFC 9110 §15.5.2: a 401 MUST carry WWW-Authenticate; RFC 6750 §3
-	// adds error="invalid_token" when a token was presented.
-	challenge := `Bearer realm="` + realm + `"`
-	if ok {
-		challenge += `, error="invalid_token"`
-	}
-	w.Header().Set("WWW-Authenticate", challenge)
-	writeError(w, http.StatusUnauthorized, "unauthorized", "")
-	return "", false
-}
+// Authenticator is the Admin's check of admin credentials and roles,
+// for other admin endpoints of the same credentials (the console).
+func (a *Admin) Authenticator() *Authenticator { return a.auth }
 
 func (a *Admin) revoke(w http.ResponseWriter, r *http.Request, initiator string) {
 	if !isJSON(r.Header.Get("Content-Type")) {

@@ -19,12 +19,13 @@ type auditResponse struct {
 }
 
 // AuditHandler serves GET /admin/audit: the records of au, newest first,
-// authenticated exactly as the admin revocation API. Query parameters:
+// authenticated exactly as the admin revocation API; it needs the role
+// audit. Query parameters:
 // sub, trigger, since and until (RFC 3339), limit (1 to 1000, default
 // 100). A nil au is not allowed.
 func (a *Admin) AuditHandler(au *audit.Log) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := a.authenticate(w, r); !ok {
+		if _, ok := a.auth.Authorize(w, r, RoleAudit); !ok {
 			return
 		}
 		if r.Method != http.MethodGet {

@@ -10,22 +10,23 @@ import (
 // adminCredential is a configured admin token, kept only as its digest.
 type adminCredential struct {
 	name   string
+	roles  RoleSet
 	digest [sha256.Size]byte
 }
 
 func newAdminCredentials(tokens []AdminToken) []adminCredential {
 	creds := make([]adminCredential, len(tokens))
 	for i, t := range tokens {
-		creds[i] = adminCredential{name: t.Name, digest: sha256.Sum256([]byte(t.Token))}
+		creds[i] = adminCredential{name: t.Name, roles: RolesOf(t.Roles), digest: sha256.Sum256([]byte(t.Token))}
 	}
 	return creds
 }
 
-// matchToken returns the name of the credential whose token is presented.
+// matchToken returns the credential whose token is presented.
 // It compares fixed-size SHA-256 digests with crypto/subtle and visits
 // every credential without an early exit, so neither the tokens' lengths
 // nor which one matched shows in the timing.
-func matchToken(creds []adminCredential, presented string) (string, bool) {
+func matchToken(creds []adminCredential, presented string) (adminCredential, bool) {
 	d := sha256.Sum256([]byte(presented))
 	match := -1
 	for i := range creds {
@@ -33,9 +34,9 @@ func matchToken(creds []adminCredential, presented string) (string, bool) {
 		match = subtle.ConstantTimeSelect(eq, i, match)
 	}
 	if match < 0 {
-		return "", false
+		return adminCredential{}, false
 	}
-	return creds[match].name, true
+	return creds[match], true
 }
 
 // bearerToken returns the token of the request's single Authorization

@@ -21,14 +21,14 @@ func TestMatchToken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			name, ok := matchToken(creds, tt.presented)
-			if name != tt.wantName || ok != tt.wantOK {
-				t.Errorf("got %q, %v; want %q, %v", name, ok, tt.wantName, tt.wantOK)
+			c, ok := matchToken(creds, tt.presented)
+			if name := c.name; name != tt.wantName || ok != tt.wantOK {
+				t.Errorf("got %q, %v; want %q, %v", c.name, ok, tt.wantName, tt.wantOK)
 			}
 		})
 	}
-	if name, ok := matchToken(nil, tokOps); ok || name != "" {
-		t.Errorf("no credentials: got %q, %v; want \"\", false", name, ok)
+	if c, ok := matchToken(nil, tokOps); ok || c.name != "" {
+		t.Errorf("no credentials: got %q, %v; want \"\", false", c.name, ok)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,10 +57,15 @@ type AdminToken struct {
 	// Authorization header, RFC 6750 §2.1), unique. It is never logged or
 	// recorded.
 	Token introspect.Secret `yaml:"token"`
+	// Roles are what the token may do (see Role). None listed (the key
+	// left out) is every role, as before roles existed; check-config warns
+	// about it. An empty list (roles: []) is an error.
+	Roles []Role `yaml:"roles"`
 }
 
 // AdminConfig is the YAML key `admin`. Authentication by mTLS comes with a
-// later issue; today at least one token is required.
+// later issue (its client identities will map to roles as tokens do);
+// today at least one token is required.
 type AdminConfig struct {
 	Tokens []AdminToken `yaml:"tokens"`
 }
@@ -89,6 +95,7 @@ func (c AdminConfig) Validate() error {
 				names[t.Name] = i
 			}
 		}
+		errs = append(errs, validRoles(i, t.Roles)...)
 		tok := string(t.Token)
 		switch {
 		case len(tok) < minAdminTokenLen:
@@ -105,6 +112,46 @@ func (c AdminConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validRoles reports the problems of tokens[i].roles.
+func validRoles(i int, roles []Role) []error {
+	if roles != nil && len(roles) == 0 {
+		return []error{fmt.Errorf("tokens[%d].roles: empty; list at least one of %s, or leave roles out for every role", i, roleNames())}
+	}
+	var errs []error
+	seen := RoleSet(0)
+	for j, r := range roles {
+		b := roleBit(r)
+		switch {
+		case b == 0:
+			errs = append(errs, fmt.Errorf("tokens[%d].roles[%d]: %q is not one of %s", i, j, truncate(string(r), 32), roleNames()))
+		case seen&b != 0:
+			errs = append(errs, fmt.Errorf("tokens[%d].roles[%d]: %s listed twice", i, j, r))
+		}
+		seen |= b
+	}
+	return errs
+}
+
+func roleNames() string {
+	names := make([]string, len(Roles))
+	for i, r := range Roles {
+		names[i] = string(r)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Warnings lists what is valid but unsafe in c, each starting with its
+// YAML path relative to `admin`: a token without roles holds every role.
+func (c AdminConfig) Warnings() []string {
+	var out []string
+	for i, t := range c.Tokens {
+		if t.Roles == nil {
+			out = append(out, fmt.Sprintf("tokens[%d].roles: not set, so %q has every role (%s); list only the roles it needs", i, t.Name, roleNames()))
+		}
+	}
+	return out
 }
 
 // visibleASCII reports whether s has only characters from '!' to '~'.

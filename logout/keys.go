@@ -124,7 +124,7 @@ type KeyAdminConfig struct {
 // KeyAdmin serves /admin/keys and, in Run, disables idle keys and audits
 // expired ones. It is safe for concurrent use.
 type KeyAdmin struct {
-	creds   []adminCredential
+	auth    *Authenticator
 	keys    KeysConfig
 	store   Store
 	records KeyRecords
@@ -150,7 +150,7 @@ func NewKeyAdmin(cfg KeyAdminConfig) (*KeyAdmin, error) {
 	}
 	c := cfg.Config.withDefaults()
 	a := &KeyAdmin{
-		creds:   newAdminCredentials(c.Admin.Tokens),
+		auth:    NewAuthenticator(c.Admin, c.Logger),
 		keys:    cfg.Keys.withDefaults(),
 		store:   c.Store,
 		records: cfg.Records,
@@ -263,13 +263,14 @@ type CreatedKey struct {
 
 // ServeHTTP authenticates the request, then serves POST /admin/keys
 // (create), GET /admin/keys?owner= (list), POST /admin/keys/{id}/rotate
-// and DELETE /admin/keys/{id}. Every answer is JSON and not cacheable.
+// and DELETE /admin/keys/{id}, each with the role keys. Every answer is
+// JSON and not cacheable.
 func (a *KeyAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name, ok := (&Admin{creds: a.creds}).authenticate(w, r)
+	p, ok := a.auth.Authorize(w, r, RoleKeys)
 	if !ok {
 		return
 	}
-	initiator := "admin:" + name
+	initiator := "admin:" + p.Name
 	rest, _ := strings.CutPrefix(r.URL.Path, KeysPath)
 	switch parts := strings.Split(strings.TrimPrefix(rest, "/"), "/"); {
 	case rest == "" || rest == "/":

@@ -125,13 +125,14 @@ func StatusOf(st cache.ApplyStatus) RevocationStatus {
 
 // StatusHandler serves GET /admin/revocations/status?kind=K&value=V
 // [&issuer=ISS]: the RevocationStatus of the entry (issuer, kind, value),
-// asked of store. It authenticates exactly like the Admin API. The issuer
+// asked of store. It authenticates exactly like the Admin API and needs
+// the role read. The issuer
 // is resolved as for a revocation: required when several issuers are
 // configured, the only one when one is, and absent for kind session. A
 // store that cannot answer yields 503 (the verdict would be a guess).
 func (a *Admin) StatusHandler(store Applier, au *audit.Log) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := a.authenticate(w, r); !ok {
+		if _, ok := a.auth.Authorize(w, r, RoleRead); !ok {
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

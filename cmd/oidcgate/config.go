@@ -498,6 +498,9 @@ func (c *Config) Warnings() []string {
 			out = append(out, fmt.Sprintf("internal_listen %q listens on every interface: /metrics, /healthz and /readyz need no authentication there; bind it to 127.0.0.1 or a private address", c.InternalListen))
 		}
 	}
+	for _, w := range c.Admin.Warnings() {
+		out = append(out, "admin."+w)
+	}
 	return out
 }
 

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -476,8 +477,26 @@ func TestConfigWarnings(t *testing.T) {
 			t.Fatalf("%s: %v", tc.internal, err)
 		}
 		w := c.Warnings()
-		if got := len(w) == 1 && strings.Contains(w[0], "internal_listen"); got != tc.warn {
+		if got := slices.ContainsFunc(w, func(s string) bool { return strings.Contains(s, "internal_listen") }); got != tc.warn {
 			t.Errorf("internal_listen %s: warnings %q; want an internal_listen warning: %v", tc.internal, w, tc.warn)
 		}
 	}
+	// A token without roles has every role (issue 17): valid, with a
+	// warning naming its path; one with roles has none.
+	c, err := parseConfig([]byte(configText("", "", "")), envOf(defaultEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.HasPrefix(w[0], `admin.tokens[0].roles: not set, so "ops" has every role`) {
+		t.Errorf("token without roles: warnings %q; want one admin.tokens[0].roles warning", w)
+	}
+	c, err = parseConfig([]byte(strings.Replace(configText("", "", ""), "token: ${ADMIN_TOKEN}", "token: ${ADMIN_TOKEN}\n      roles: [read, audit]", 1)), envOf(defaultEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("token with roles: warnings %q; want none", w)
+	}
+	_, err = parseConfig([]byte(strings.Replace(configText("", "", ""), "token: ${ADMIN_TOKEN}", "token: ${ADMIN_TOKEN}\n      roles: [read, root]", 1)), envOf(defaultEnv))
+	wantLines(t, err, `admin.tokens[0].roles[1]: "root" is not one of revoke, keys, read, audit`)
 }

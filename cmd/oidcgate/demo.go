@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -104,7 +105,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				RequiredScopes: []string{"read"},
 				Headers:        map[string]string{"X-User": "sub", "X-Scope": "scope"}},
 		},
-		Admin: logout.AdminConfig{Tokens: []logout.AdminToken{{Name: "demo", Token: introspect.Secret(adminToken)}}},
+		Admin: logout.AdminConfig{Tokens: []logout.AdminToken{{Name: "demo", Token: introspect.Secret(adminToken), Roles: slices.Clone(logout.Roles)}}},
 	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {
