@@ -37,6 +37,9 @@ type Query struct {
 	// Limit caps the result; 0 means 100, more than 1000 means 1000. It
 	// counts matching records only: every filter applies first.
 	Limit int
+	// Scan bounds the records one Page call reads; 0 or more than
+	// MaxPageScan means MaxPageScan. Query ignores it.
+	Scan int
 }
 
 func (q Query) match(r *Record) bool {
