@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oidcgate/oidcgate/cache"
@@ -266,6 +267,17 @@ type Log struct {
 	// anchorSeq is the seq of the last head saved as the anchor: records
 	// up to it may be dropped by retention.
 	anchorSeq uint64
+	// head is (seq, prev) as of the last write, for Head.
+	head atomic.Pointer[Anchor]
+}
+
+// Head returns the chain's head: the seq and hash of the last record
+// written (0 and GenesisHash before the first). Safe for concurrent use.
+func (a *Log) Head() Anchor {
+	if h := a.head.Load(); h != nil {
+		return *h
+	}
+	return Anchor{Hash: GenesisHash}
 }
 
 // auditAnchorEvery bounds how often the audit head is logged.
@@ -450,6 +462,7 @@ func (a *Log) continueFrom(line []byte) error {
 		return errors.New("last line is not an audit record; the chain cannot be continued (run oidcgate audit verify)")
 	}
 	a.seq, a.prev = r.Seq, hashLine(line)
+	a.head.Store(&Anchor{Seq: a.seq, Hash: a.prev})
 	return nil
 }
 
@@ -615,6 +628,7 @@ func (a *Log) commit(batch []*auditReq, buf []byte) []byte {
 		return buf
 	}
 	a.seq, a.prev = seq, prev
+	a.head.Store(&Anchor{Seq: seq, Hash: prev})
 	if now.Sub(a.anchored) >= auditAnchorEvery {
 		// The head, logged at most once per interval, goes wherever the
 		// logs go: a copy outside this file to check it against later
@@ -682,6 +696,7 @@ func (a *Log) applyRetention() {
 			return
 		}
 		a.seq, a.prev = a.seq+1, hashLine(line)
+		a.head.Store(&Anchor{Seq: a.seq, Hash: a.prev})
 		if err := os.Remove(path); err != nil {
 			a.log.Error("audit retention: file not deleted", "file", path, "error", err)
 			return
