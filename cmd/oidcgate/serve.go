@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/oidcgate/oidcgate/audit"
 	"github.com/oidcgate/oidcgate/cache"
+	"github.com/oidcgate/oidcgate/console"
 	"github.com/oidcgate/oidcgate/gateway"
 	"github.com/oidcgate/oidcgate/introspect"
 	"github.com/oidcgate/oidcgate/logout"
@@ -281,7 +284,13 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	if a.audit != nil {
 		internal.Handle("/admin/audit", admin.AuditHandler(a.audit))
 	}
-	internal.Handle(logout.StatusPath, admin.StatusHandler(a.store, a.audit))
+	status := admin.StatusHandler(a.store, a.audit)
+	internal.Handle(logout.StatusPath, status)
+	con, err := newConsole(cfg, admin, status, a.keyAdmin, a.audit, a.store, reg, log)
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	internal.Handle(console.Prefix, con)
 	internal.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 	internal.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "ok", "")
@@ -307,6 +316,36 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		authv3.RegisterAuthorizationServer(a.grpc, a.gw.AuthorizationServer())
 	}
 	return a, nil
+}
+
+// newConsole builds the operator console on the admin API's handlers. Its
+// cookie key derives from session.secret when one is set (so that every
+// replica opens every replica's cookies), else from a random secret of
+// this process (sessions end with it).
+func newConsole(cfg *Config, admin *logout.Admin, status http.Handler, keys *logout.KeyAdmin, au *audit.Log, store revocationStore, reg *prometheus.Registry, log *slog.Logger) (*console.Console, error) {
+	secret := string(cfg.Session.Secret)
+	if secret == "" {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b) // never fails (crypto/rand)
+		secret = hex.EncodeToString(b)
+	}
+	issuers := make([]string, len(cfg.Issuers))
+	for i, iss := range cfg.Issuers {
+		issuers[i] = iss.Issuer
+	}
+	ccfg := console.Config{
+		Auth:        admin.Authenticator(),
+		Secret:      "console:" + secret,
+		Revocations: admin,
+		Status:      status,
+		Keys:        keys,
+		Store:       store,
+		Metrics:     reg,
+		Issuers:     issuers,
+		Audit:       au,
+		Logger:      log,
+	}
+	return console.New(ccfg)
 }
 
 // newSSF builds the Shared Signals receiver on lcfg; nil when no
