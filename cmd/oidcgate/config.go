@@ -62,6 +62,8 @@ type Config struct {
 	Audit audit.Config `yaml:"audit"`
 	// SSF is the Shared Signals receiver; without transmitters it is off.
 	SSF SSFConfig `yaml:"ssf"`
+	// Console configures the operator console at /admin/ui/.
+	Console ConsoleConfig `yaml:"console"`
 	// SessionAuthorities is issuers[i].session_authority, indexed like
 	// Issuers (nil where an issuer names none); read apart from Issuers
 	// (see decodeSessionAuthorities).
@@ -440,6 +442,7 @@ func (c *Config) Validate() error {
 	}
 	add("admin", c.Admin.Validate())
 	add("api_keys", c.APIKeys.keys().Validate())
+	add("console", c.Console.Validate())
 	if c.Audit.Path != "" || c.Audit.MaxBytes != 0 {
 		add("audit", c.Audit.Validate())
 	}
@@ -487,6 +490,21 @@ func prefixed(prefix string, err error) []error {
 		return []error{err}
 	}
 	return []error{fmt.Errorf("%s.%w", prefix, err)}
+}
+
+// ConsoleConfig is the YAML key `console`.
+type ConsoleConfig struct {
+	// SessionTTL is how long a console sign-in lasts; 0 means 15 minutes,
+	// at most 12 hours.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+}
+
+// Validate reports the problems of c, with paths relative to `console`.
+func (c ConsoleConfig) Validate() error {
+	if c.SessionTTL < 0 || c.SessionTTL > 12*time.Hour {
+		return errors.New("session_ttl: not between 0 and 12h")
+	}
+	return nil
 }
 
 // Warnings lists what is valid but unsafe in c; check-config prints them

@@ -336,6 +336,7 @@ func newConsole(cfg *Config, admin *logout.Admin, status http.Handler, keys *log
 	ccfg := console.Config{
 		Auth:        admin.Authenticator(),
 		Secret:      "console:" + secret,
+		TTL:         cfg.Console.SessionTTL,
 		Revocations: admin,
 		Status:      status,
 		Keys:        keys,
