@@ -117,7 +117,21 @@ func pageFile(path string, q Query, before uint64, p *Page) (bool, error) {
 	}
 	done := false
 	var rec Record
+	miss := q.prefilter()
 	err = scanBackward(f, end, func(line []byte) bool {
+		if miss != nil && miss(line) {
+			// Not a match, whatever it is; it counts as read, and its
+			// seq is the cursor if the scan ends here.
+			p.Scanned++
+			if p.Scanned >= q.Scan {
+				seq, ok := lineSeq(line)
+				if ok && (before == 0 || seq < before) {
+					p.Next, done = seq, true
+					return false
+				}
+			}
+			return true
+		}
 		rec = Record{}
 		if parseRecord(line, &rec) != nil {
 			return true
@@ -169,6 +183,20 @@ func seqAt(f io.ReaderAt, off, end int64) (uint64, bool, error) {
 			return head.Seq, true, nil
 		}
 	}
+}
+
+// lineSeq reads the seq of a raw line cheaply: the writer puts it first.
+func lineSeq(line []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(line, []byte(`{"seq":`))
+	if !ok {
+		return 0, false
+	}
+	var n uint64
+	i := 0
+	for ; i < len(rest) && rest[i] >= '0' && rest[i] <= '9' && i < 20; i++ {
+		n = n*10 + uint64(rest[i]-'0')
+	}
+	return n, i > 0 && i < len(rest) && rest[i] == ','
 }
 
 // lineStart is the offset of the first line starting at or after off.

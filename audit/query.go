@@ -1,13 +1,12 @@
 package audit
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"time"
@@ -61,6 +60,45 @@ func (q Query) match(r *Record) bool {
 	})
 }
 
+// prefilter returns a test on a raw line that reports true when the line
+// cannot match q, decided on its bytes before any parsing; nil when q
+// has nothing to test that way. It is sure only of values that JSON
+// writes as they are (printable ASCII without quotes, backslash, <, >
+// and &), and a sub that is itself a digest (it may match a value's
+// digest, which the line does not hold) is not tested.
+func (q Query) prefilter() func(line []byte) bool {
+	var needles [][][]byte // each inner list: the line must hold one of them
+	if q.Event != "" && plainJSON(q.Event) {
+		needles = append(needles, [][]byte{[]byte(`"event":"` + q.Event + `"`)})
+	}
+	if q.Trigger != "" && plainJSON(q.Trigger) {
+		needles = append(needles, [][]byte{[]byte(`"trigger":"` + q.Trigger + `"`)})
+	}
+	if q.Sub != "" && plainJSON(q.Sub) && !isHexHash(q.Sub) {
+		needles = append(needles, [][]byte{[]byte(q.Sub), []byte(sha256Hex(q.Sub))})
+	}
+	if len(needles) == 0 {
+		return nil
+	}
+	return func(line []byte) bool {
+		for _, any := range needles {
+			if !slices.ContainsFunc(any, func(n []byte) bool { return bytes.Contains(line, n) }) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func plainJSON(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
 func sha256Hex(s string) string {
 	d := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(d[:])
@@ -100,7 +138,15 @@ func (a *Log) AppLogouts(ctx context.Context, target Target, since time.Time) ([
 	return out, nil
 }
 
-// query is Query with limit records at most; 0 means no limit.
+// clockSlack is how far back a backward scan reads past q.Since: the
+// records of a log are in time order unless the clock stepped back, by
+// less than this.
+const clockSlack = 5 * time.Minute
+
+// query is Query with limit records at most; 0 means no limit. It reads
+// each file backwards, newest first, and stops at the first record older
+// than q.Since (less clockSlack): a query about the last minutes reads
+// only those, however large the log.
 func (a *Log) query(ctx context.Context, q Query, limit int) ([]Record, error) {
 	rotated, err := RotatedFiles(a.cfg.Path)
 	if err != nil {
@@ -119,46 +165,60 @@ func (a *Log) query(ctx context.Context, q Query, limit int) ([]Record, error) {
 				break
 			}
 		}
-		recs, err := queryFile(path, q)
+		older, err := queryFile(path, q, limit, &out)
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range slices.Backward(recs) {
-			out = append(out, r)
-		}
-		if limit > 0 && len(out) >= limit {
-			return out[:limit], nil
+		if older || limit > 0 && len(out) >= limit {
+			break
 		}
 	}
 	return out, nil
 }
 
-// queryFile returns the records of path that q selects, oldest first. A
-// file renamed away meanwhile (rotation) yields none.
-func queryFile(path string, q Query) ([]Record, error) {
+// queryFile adds the records of path that q selects to out, newest first,
+// until out holds limit (0: no limit). It reports whether it met a record
+// older than q.Since less clockSlack (older files hold none that match).
+// A file renamed away meanwhile (rotation) yields none.
+func queryFile(path string, q Query, limit int, out *[]Record) (bool, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+		return false, fmt.Errorf("audit: %w", err)
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 64<<10)
-	var out []Record
-	for {
-		raw, torn, err := readLine(r)
-		switch {
-		case errors.Is(err, io.EOF):
-			return out, nil
-		case errors.Is(err, errLineTooLong), torn:
-			continue
-		case err != nil:
-			return nil, fmt.Errorf("audit: %w", err)
+	st, err := f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("audit: %w", err)
+	}
+	older := false
+	stop := q.Since.Add(-clockSlack)
+	miss := q.prefilter()
+	if !q.Since.IsZero() {
+		// Every record's time is needed to know where to stop.
+		miss = nil
+	}
+	err = scanBackward(f, st.Size(), func(line []byte) bool {
+		if miss != nil && miss(line) {
+			return true
 		}
 		var rec Record
-		if parseRecord(raw, &rec) == nil && q.match(&rec) {
-			out = append(out, rec)
+		if parseRecord(line, &rec) != nil {
+			return true
 		}
+		if !q.Since.IsZero() && rec.Time.Before(stop) {
+			older = true
+			return false
+		}
+		if q.match(&rec) {
+			*out = append(*out, rec)
+		}
+		return limit == 0 || len(*out) < limit
+	})
+	if err != nil {
+		return false, fmt.Errorf("audit: %s: %w", path, err)
 	}
+	return older, nil
 }
