@@ -27,6 +27,7 @@ func TestREADMEConfig(t *testing.T) {
 		"OIDCGATE_ADMIN_TOKEN":         strings.Repeat("a", 32),
 		"BILLING_INTROSPECTION_SECRET": strings.Repeat("b", 16),
 		"SSO_ADMIN_SECRET":             "sso-admin-secret",
+		"APP_OWNERS_TOKEN":             strings.Repeat("r", 32),
 	}
 	if _, err := parseConfig([]byte("listen:"+block), envOf(env)); err != nil {
 		t.Errorf("README.md's configuration reference is refused:\n%v", err)
