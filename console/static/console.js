@@ -25,7 +25,7 @@
       cell(row, t.attempts || 0); cell(row, (t.note || "") + (t.last_error ? " " + t.last_error : ""));
       body.appendChild(row);
       if (t.state === "pending") { pending++; }
-      if (t.state === "failed" || t.state === "not honoured") { failed++; }
+      if (t.state === "failed" || t.state === "not_honoured") { failed++; }
     });
     if (st.complete) {
       progress.textContent = "complete: every target is done";
