@@ -63,11 +63,14 @@ func (c *Console) chart(q *request) (*chart, error) {
 			lat[i] = max(lat[i], r.AppliedAt.Sub(r.RevokedAt))
 		}
 	}
-	maxCount, maxLat := 1, time.Millisecond
+	peak, maxLat := 0, time.Duration(0)
 	for i := range counts {
-		maxCount, maxLat = max(maxCount, counts[i]), max(maxLat, lat[i])
+		peak, maxLat = max(peak, counts[i]), max(maxLat, lat[i])
 	}
-	ch.MaxCount, ch.MaxLatency = maxCount, maxLat.Round(time.Millisecond).String()
+	ch.MaxCount, ch.MaxLatency = peak, maxLat.Round(time.Microsecond).String()
+	// The scales: at least 1 revocation and 1 ms, so that empty windows
+	// draw nothing rather than dividing by zero.
+	maxCount, maxLat := max(peak, 1), max(maxLat, time.Millisecond)
 	for i := range counts {
 		at := from.Add(time.Duration(i) * time.Minute).Format("15:04")
 		if n := counts[i]; n > 0 {

@@ -240,6 +240,11 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Errorf("new key: got %q", got)
 	}
 	shot("07-keys")
+	do("overview after", chromedp.Navigate(ui), chromedp.WaitVisible(css("#chart-count")))
+	if n := eval("chart bars", `document.querySelectorAll("#chart-count rect").length > 1 && document.querySelectorAll("#chart-latency rect").length > 1`); !n {
+		t.Error("the overview's charts show no revocation")
+	}
+	shot("10-overview-after-revoking")
 
 	// Nothing the payload held ran: no dialog, no global, no image.
 	do("search page", chromedp.Navigate(ui+"search?kind=sub&value=bob"), chromedp.WaitVisible(css(".result")))
