@@ -37,12 +37,12 @@ type Store interface {
 
 var _ Store = (*cache.Store)(nil)
 
-// Values of the result label of oidcgate_admin_revocations_total.
+// Values of the result label of oidcgate_admin_revocations_total (and
+// resultForbidden, shared with oidcgate_universal_logout_total).
 const (
 	resultOK           = "ok"
 	resultInvalid      = "invalid"
 	resultUnauthorized = "unauthorized"
-	resultForbidden    = "forbidden"
 	resultError        = "error"
 )
 
