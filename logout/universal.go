@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -71,16 +70,12 @@ const (
 // when the caller's keys cannot be loaded. Error bodies are OAuth 2.0
 // errors (RFC 6749 §5.2: error, error_description).
 type UniversalLogout struct {
-	verifier  AssertionVerifier
-	replays   Replays
-	store     Store
-	emails    EmailDirectory
-	audience  string
-	retention retention
-	limits    *limiter
-	now       func() time.Time
-	log       *slog.Logger
-	results   *prometheus.CounterVec
+	receiver
+	verifier AssertionVerifier
+	replays  Replays
+	emails   EmailDirectory
+	audience string
+	results  *prometheus.CounterVec
 }
 
 // EmailDirectory resolves an email address (lower-cased, NormalizeEmail)
@@ -111,7 +106,6 @@ func NewUniversalLogout(cfg Config) (*UniversalLogout, error) {
 		return nil, fmt.Errorf("logout: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	rc := cfg.Receivers.withDefaults()
 	results, err := resultCounter(cfg.Metrics, "oidcgate_universal_logout_total",
 		"Universal Logout (global token revocation) requests, by result (ok, invalid, unauthorized, forbidden, not_found, rate_limited, error).",
 		resultOK, resultInvalid, resultUnauthorized, resultForbidden, resultNotFound, resultRateLimited, resultError)
@@ -119,16 +113,12 @@ func NewUniversalLogout(cfg Config) (*UniversalLogout, error) {
 		return nil, err
 	}
 	return &UniversalLogout{
-		verifier:  cfg.Assertions,
-		replays:   cfg.Replays,
-		store:     cfg.Store,
-		emails:    cfg.Emails,
-		audience:  strings.TrimSuffix(cfg.PublicURL, "/") + UniversalLogoutPath,
-		retention: cfg.retention(),
-		limits:    newLimiter(slices.Collect(maps.Keys(cfg.Lifetimes)), rc.RatePerSecond, rc.Burst, cfg.Clock.Now),
-		now:       cfg.Clock.Now,
-		log:       cfg.Logger,
-		results:   results,
+		receiver: newReceiver(cfg, slices.Collect(maps.Keys(cfg.Lifetimes))),
+		verifier: cfg.Assertions,
+		replays:  cfg.Replays,
+		emails:   cfg.Emails,
+		audience: strings.TrimSuffix(cfg.PublicURL, "/") + UniversalLogoutPath,
+		results:  results,
 	}, nil
 }
 
@@ -136,11 +126,9 @@ func NewUniversalLogout(cfg Config) (*UniversalLogout, error) {
 // clear: it logs the caller's issuer and SHA-256 prefixes of the jti and
 // the revoked values.
 func (u *UniversalLogout) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		// draft §3.1: the endpoint accepts POST. RFC 9110 §15.5.6: a 405
-		// MUST list the allowed methods.
+	if !allowOnly(w, r, http.MethodPost) {
+		// draft §3.1: the endpoint accepts POST.
 		u.results.WithLabelValues(resultInvalid).Inc()
-		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "method must be POST")
 		return
 	}
@@ -165,11 +153,7 @@ func (u *UniversalLogout) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	attrs := []slog.Attr{slog.String("caller", a.Issuer), slog.String("jti_sha256", digestPrefix(a.JTI))}
 	// draft §3.1: the body is application/json.
-	if !isJSON(r.Header.Get("Content-Type")) {
-		u.refuse(w, r, "Content-Type must be application/json", attrs)
-		return
-	}
-	body, problem := readLimited(w, r, maxUniversalBody)
+	body, problem := pushedBody(w, r, "application/json", true, maxUniversalBody)
 	if problem != "" {
 		u.refuse(w, r, problem, attrs)
 		return
@@ -182,15 +166,14 @@ func (u *UniversalLogout) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Charged only for verified JWTs, so that forged ones cannot use up a
 	// caller's budget; before the jti is recorded, so that a refused
 	// request may be sent again.
-	if ok, wait := u.limits.allow(a.Issuer); !ok {
+	if !u.limit(w, a.Issuer) {
 		u.results.WithLabelValues(resultRateLimited).Inc()
 		u.log.LogAttrs(r.Context(), slog.LevelWarn, "universal logout rate limited", attrs...)
-		w.Header().Set("Retry-After", retryAfter(wait))
 		writeError(w, http.StatusTooManyRequests, "temporarily_unavailable", "too many requests from this issuer; retry later")
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
+	ctx, cancel := detached(r)
 	defer cancel()
 	entries, status, problem := u.plan(ctx, a, sub)
 	if status != 0 {
@@ -227,7 +210,6 @@ func (u *UniversalLogout) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// returned nil): it has begun everywhere the store reaches.
 	u.results.WithLabelValues(resultOK).Inc()
 	u.log.LogAttrs(r.Context(), slog.LevelInfo, "universal logout stored", attrs...)
-	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -314,7 +296,6 @@ func (u *UniversalLogout) refuse(w http.ResponseWriter, r *http.Request, descrip
 // was revoked, or not all of it; the caller may retry with a new JWT.
 func (u *UniversalLogout) failed(w http.ResponseWriter, r *http.Request, description string, cause error, attrs []slog.Attr) {
 	u.results.WithLabelValues(resultError).Inc()
-	u.log.LogAttrs(r.Context(), slog.LevelError, "universal logout not done: "+description, append(attrs, slog.Any("error", cause))...)
-	w.Header().Set("Retry-After", retryAfterUnavailable)
+	u.notDone(w, r, "universal logout not done: "+description, cause, attrs)
 	writeError(w, http.StatusUnprocessableEntity, "temporarily_unavailable", description+"; retry later with a new JWT")
 }
