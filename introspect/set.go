@@ -23,7 +23,9 @@ const defaultSETMaxAge = 24 * time.Hour
 // The event types the gateway acts on (CAEP 1.0 §3, RISC 1.0 §2).
 const (
 	EventSessionRevoked       = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
+	EventTokenClaimsChange    = "https://schemas.openid.net/secevent/caep/event-type/token-claims-change"
 	EventCredentialChange     = "https://schemas.openid.net/secevent/caep/event-type/credential-change"
+	EventAssuranceLevelChange = "https://schemas.openid.net/secevent/caep/event-type/assurance-level-change"
 	EventAccountDisabled      = "https://schemas.openid.net/secevent/risc/event-type/account-disabled"
 	EventAccountPurged        = "https://schemas.openid.net/secevent/risc/event-type/account-purged"
 	EventCredentialCompromise = "https://schemas.openid.net/secevent/risc/event-type/credential-compromise"
@@ -38,12 +40,14 @@ const (
 )
 
 // The subject identifier formats a SET may name its subject with (RFC
-// 9493 §3.2; complex: SSF 1.0 §3).
+// 9493 §3.2; complex: SSF 1.0 §3; jwt_id: CAEP 1.0 token-claims-change
+// examples, one token by its issuer and jti).
 const (
 	FormatIssSub  = "iss_sub"
 	FormatEmail   = "email"
 	FormatOpaque  = "opaque"
 	FormatComplex = "complex"
+	FormatJWTID   = "jwt_id"
 )
 
 // SETError is a refused SET. It wraps ErrInvalidToken; Code is the RFC
@@ -216,11 +220,14 @@ func (c SETConfig) Validate() error {
 // SubjectID is a subject identifier (RFC 9493 §3) of a format the gateway
 // understands. Exactly the members of Format are set.
 type SubjectID struct {
-	// Format is FormatIssSub, FormatEmail, FormatOpaque or FormatComplex.
+	// Format is FormatIssSub, FormatEmail, FormatOpaque, FormatJWTID or
+	// FormatComplex.
 	Format string
-	// Issuer and Subject are the iss and sub of FormatIssSub.
+	// Issuer and Subject are the iss and sub of FormatIssSub; Issuer and
+	// JTI the iss and jti of FormatJWTID.
 	Issuer  string
 	Subject string
+	JTI     string
 	// Email is the address of FormatEmail, as sent.
 	Email string
 	// ID is the identifier of FormatOpaque.
@@ -525,7 +532,7 @@ func setSubject(claims, event map[string]json.RawMessage) (SubjectID, error) {
 }
 
 // parseSubjectID decodes a subject identifier of format iss_sub, email,
-// opaque or (when allowComplex) complex. RFC 9493 §3.2: each format's
+// opaque, jwt_id or (when allowComplex) complex. RFC 9493 §3.2: each format's
 // members are REQUIRED strings; a value longer than cache.MaxValueLen
 // could not be revoked and is refused.
 func parseSubjectID(raw json.RawMessage, allowComplex bool) (SubjectID, error) {
@@ -558,6 +565,11 @@ func parseSubjectID(raw json.RawMessage, allowComplex bool) (SubjectID, error) {
 		id.Email, err = str("email")
 	case FormatOpaque:
 		id.ID, err = str("id")
+	case FormatJWTID:
+		if id.Issuer, err = str("iss"); err != nil {
+			return SubjectID{}, err
+		}
+		id.JTI, err = str("jti")
 	case FormatComplex:
 		if !allowComplex {
 			return SubjectID{}, setError(SETInvalidRequest, "a complex subject's member is itself complex")

@@ -120,6 +120,7 @@ func TestVerifySETSubjects(t *testing.T) {
 		{"iss_sub", sign(setClaims(EventSessionRevoked, subs[FormatIssSub])), SubjectID{Format: FormatIssSub, Issuer: testIssuer, Subject: "alice"}},
 		{"email", sign(setClaims(EventSessionRevoked, subs[FormatEmail])), SubjectID{Format: FormatEmail, Email: "alice@example.com"}},
 		{"opaque", sign(setClaims(EventSessionRevoked, subs[FormatOpaque])), SubjectID{Format: FormatOpaque, ID: "u-123"}},
+		{"jwt_id", sign(setClaims(EventTokenClaimsChange, map[string]any{"format": "jwt_id", "iss": testIssuer, "jti": "at-1"})), SubjectID{Format: FormatJWTID, Issuer: testIssuer, JTI: "at-1"}},
 		{"in the event (CAEP)", sign(inEvent), SubjectID{Format: FormatEmail, Email: "alice@example.com"}},
 	}
 	for _, tt := range tests {
@@ -188,6 +189,7 @@ func TestVerifySETRefused(t *testing.T) {
 		{"sub_id not an object", rs(sub("alice")), SETInvalidRequest},
 		{"format unsupported", rs(sub(map[string]any{"format": "phone_number", "phone_number": "+1"})), SETInvalidRequest},
 		{"format missing", rs(sub(map[string]any{"email": "a@example.com"})), SETInvalidRequest},
+		{"jwt_id without jti", rs(sub(map[string]any{"format": "jwt_id", "iss": testIssuer})), SETInvalidRequest},
 		{"iss_sub without sub", rs(sub(map[string]any{"format": "iss_sub", "iss": testIssuer})), SETInvalidRequest},
 		{"email empty", rs(sub(map[string]any{"format": "email", "email": ""})), SETInvalidRequest},
 		{"opaque id a number", rs(sub(map[string]any{"format": "opaque", "id": 1})), SETInvalidRequest},

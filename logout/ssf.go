@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -75,7 +76,9 @@ const (
 // eventLabels names the known event types in metrics.
 var eventLabels = map[string]string{
 	introspect.EventSessionRevoked:       "session_revoked",
+	introspect.EventTokenClaimsChange:    "token_claims_change",
 	introspect.EventCredentialChange:     "credential_change",
+	introspect.EventAssuranceLevelChange: "assurance_level_change",
 	introspect.EventAccountDisabled:      "account_disabled",
 	introspect.EventAccountPurged:        "account_purged",
 	introspect.EventCredentialCompromise: "credential_compromise",
@@ -91,15 +94,22 @@ var eventLabels = map[string]string{
 // verifier, replay-cache or store failure is answered 503 with
 // Retry-After, never 202.
 //
-// What an event revokes (every entry has reason "ssf" and initiator
-// "ssf:<transmitter> jti_sha256:<16 hex>"):
+// What an event revokes (every entry has the reason and initiator of
+// provenance: CAEP's reason_admin, else "ssf"; "ssf:<transmitter>
+// jti_sha256:<16 hex>" and its initiating_entity):
 //   - CAEP session-revoked: the subject's session — (iss, sid) of a complex
 //     subject's session — or, with only a user, every credential of the
 //     user issued until now (kind sub);
+//   - CAEP token-claims-change: every credential of the user issued before
+//     the event (its claims changed: every client authenticates again);
 //   - CAEP credential-change: every credential of the user issued before
-//     the event's event_timestamp (else the SET's iat, never later than now);
+//     the event's event_timestamp (else the SET's iat, never later than
+//     now), except for change_type create, which revokes nothing;
+//   - CAEP assurance-level-change: with change_direction decrease, as
+//     session-revoked; otherwise nothing;
 //   - RISC account-disabled, account-purged, credential-compromise: every
 //     credential of the user issued until now;
+//   - a jwt_id subject (iss, jti), whatever the event: that one token;
 //   - any other event type: nothing (logged, answered 202).
 //
 // The user's issuer: an iss_sub subject names it (an issuer that is not
@@ -319,19 +329,31 @@ func (s *SSF) plan(set *introspect.SET) (entries []cache.Entry, skipped, denied 
 	var targets []target
 	switch set.EventType {
 	case introspect.EventSessionRevoked:
-		if session != nil {
-			targets = s.sessionTargets(session, user, allowed)
-		} else {
-			targets = s.userTargets(user, allowed)
+		targets = s.sessionOrUser(session, user, allowed)
+	case introspect.EventAssuranceLevelChange:
+		// CAEP 1.0 §3.4: a downgrade means the sessions established at the
+		// higher level no longer hold; an increase (or a change whose
+		// direction the transmitter does not give) takes nothing away.
+		if dir, _ := set.Event["change_direction"].(string); dir != "decrease" {
+			return nil, "assurance level not decreased", ""
 		}
-	case introspect.EventCredentialChange, introspect.EventAccountDisabled, introspect.EventAccountPurged, introspect.EventCredentialCompromise:
-		// The subject's every credential; a subject that is only a
-		// session loses that session.
-		if user != nil {
-			targets = s.userTargets(user, allowed)
-		} else {
-			targets = s.sessionTargets(session, nil, allowed)
+		targets = s.sessionOrUser(session, user, allowed)
+	case introspect.EventCredentialChange:
+		// CAEP 1.0 §3.3: change_type create is a new credential (a FIDO
+		// key enrolled, a certificate issued): nothing the user holds is
+		// compromised, so nothing is revoked. revoke, update and delete
+		// are; so is a missing or unknown change_type (it is REQUIRED:
+		// refusing to act on it could leave a stolen credential in use).
+		if ct, _ := set.Event["change_type"].(string); ct == "create" {
+			return nil, "credential-change create revokes nothing", ""
 		}
+		targets = s.userOrSession(user, session, allowed)
+	case introspect.EventTokenClaimsChange, introspect.EventAccountDisabled, introspect.EventAccountPurged, introspect.EventCredentialCompromise:
+		// The subject's every credential (token-claims-change, CAEP 1.0
+		// §3.2: a role or group changed, so every client must
+		// authenticate again to get the new claims); a subject that is
+		// only a session loses that session.
+		targets = s.userOrSession(user, session, allowed)
 	default:
 		return nil, "event type not acted on", ""
 	}
@@ -356,10 +378,10 @@ func (s *SSF) plan(set *introspect.SET) (entries []cache.Entry, skipped, denied 
 	if revokedAt.IsZero() || revokedAt.After(now) {
 		revokedAt = now
 	}
-	initiator := "ssf:" + set.Transmitter.Issuer + " jti_sha256:" + digestPrefix(set.JTI)
+	reason, initiator := provenance(set)
 	entries = make([]cache.Entry, 0, len(targets))
 	for _, t := range targets {
-		e := cache.Entry{Issuer: t.issuer, Kind: t.kind, Value: t.value, RevokedAt: revokedAt, Reason: ssfReason, Initiator: initiator}
+		e := cache.Entry{Issuer: t.issuer, Kind: t.kind, Value: t.value, RevokedAt: revokedAt, Reason: reason, Initiator: initiator}
 		e.ExpiresAt = s.retention.expiresAt(e)
 		if !e.ExpiresAt.After(now) {
 			// Every credential it would revoke has expired already.
@@ -371,6 +393,66 @@ func (s *SSF) plan(set *introspect.SET) (entries []cache.Entry, skipped, denied 
 		return nil, "event older than every credential it could revoke", ""
 	}
 	return entries, "", ""
+}
+
+// initiatingEntities are the values of CAEP 1.0 §2's initiating_entity.
+var initiatingEntities = []string{"admin", "user", "policy", "system"}
+
+// provenance is what an entry of set records as its reason and
+// initiator: CAEP 1.0 §2's reason_admin (its "en" message, else the one
+// of the first language tag in order; "ssf" without one), and
+// "ssf:<transmitter> jti_sha256:<16 hex>" followed by
+// " initiating_entity:<admin|user|policy|system>" when the event names
+// one. Both depend on the SET alone, so the same SET stores the same
+// entries.
+func provenance(set *introspect.SET) (reason, initiator string) {
+	initiator = "ssf:" + set.Transmitter.Issuer + " jti_sha256:" + digestPrefix(set.JTI)
+	if ie, _ := set.Event["initiating_entity"].(string); slices.Contains(initiatingEntities, ie) {
+		initiator += " initiating_entity:" + ie
+	}
+	reason = ssfReason
+	if msgs, ok := set.Event["reason_admin"].(map[string]any); ok {
+		tags := slices.Sorted(maps.Keys(msgs))
+		if i := slices.Index(tags, "en"); i > 0 {
+			tags[0], tags[i] = tags[i], tags[0]
+		}
+		for _, tag := range tags {
+			if msg, ok := msgs[tag].(string); ok && strings.TrimSpace(msg) != "" {
+				reason = truncate(oneLine(msg), cache.MaxTextLen-len("…"))
+				break
+			}
+		}
+	}
+	return reason, initiator
+}
+
+// oneLine is s with every control character replaced by a space: a
+// reason is shown on one line, in logs and `verify-revocation`.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// sessionOrUser are the targets of an event about a session: the session
+// when the subject names one, else every credential of the user.
+func (s *SSF) sessionOrUser(session, user *introspect.SubjectID, allowed []string) []target {
+	if session != nil {
+		return s.sessionTargets(session, user, allowed)
+	}
+	return s.userTargets(user, allowed)
+}
+
+// userOrSession are the targets of an event about a user: every
+// credential of the user, or the session when the subject is only one.
+func (s *SSF) userOrSession(user, session *introspect.SubjectID, allowed []string) []target {
+	if user != nil {
+		return s.userTargets(user, allowed)
+	}
+	return s.sessionTargets(session, nil, allowed)
 }
 
 // target is one (issuer, kind, value) an event revokes.
@@ -392,6 +474,9 @@ func splitSubject(sub introspect.SubjectID) (user, session *introspect.SubjectID
 // userTargets are kind sub entries for user: under its iss_sub issuer
 // when that is configured, else (email, opaque) under every issuer.
 func (s *SSF) userTargets(user *introspect.SubjectID, allowed []string) []target {
+	if user.Format == introspect.FormatJWTID {
+		return s.tokenTarget(user)
+	}
 	if user.Format == introspect.FormatIssSub {
 		if _, ok := s.retention.lifetimes[user.Issuer]; !ok {
 			return nil
@@ -405,6 +490,9 @@ func (s *SSF) userTargets(user *introspect.SubjectID, allowed []string) []target
 // names its issuer and sid; another format's id is a sid of the user's
 // iss_sub issuer, or of every issuer of allowed.
 func (s *SSF) sessionTargets(session, user *introspect.SubjectID, allowed []string) []target {
+	if session.Format == introspect.FormatJWTID {
+		return s.tokenTarget(session)
+	}
 	if session.Format == introspect.FormatIssSub {
 		if _, ok := s.retention.lifetimes[session.Issuer]; !ok {
 			return nil
@@ -418,6 +506,16 @@ func (s *SSF) sessionTargets(session, user *introspect.SubjectID, allowed []stri
 		return []target{{user.Issuer, cache.KindSID, subjectValue(session)}}
 	}
 	return everyIssuer(allowed, cache.KindSID, subjectValue(session))
+}
+
+// tokenTarget is the jti entry of a jwt_id subject: that one token of its
+// issuer, whatever the event (CAEP 1.0 §3.2's examples name the token
+// whose claims changed this way); none when the issuer is not configured.
+func (s *SSF) tokenTarget(id *introspect.SubjectID) []target {
+	if _, ok := s.retention.lifetimes[id.Issuer]; !ok {
+		return nil
+	}
+	return []target{{id.Issuer, cache.KindJTI, id.JTI}}
 }
 
 // everyIssuer is (iss, kind, value) for every issuer of issuers.
