@@ -119,6 +119,15 @@ type Issuer struct {
 	// Nil means true, as before the setting existed; set it false for an
 	// issuer that ends sessions by back-channel logout.
 	FrontchannelLogout *bool `yaml:"frontchannel_logout"`
+	// FrontchannelLogoutWithoutISS accepts this issuer's front-channel
+	// logouts that carry a sid but no iss, taking them for this issuer's.
+	// An interoperability setting for Microsoft Entra ID, which sends only
+	// sid (OpenID Connect Front-Channel Logout 1.0 §2 makes iss optional,
+	// and without it a sid names no issuer). Off by default; valid only on
+	// the one issuer that logs browsers in (session.issuer), so that a sid
+	// without iss can belong to no other issuer's session. Read by the
+	// CLI, not by the verifier.
+	FrontchannelLogoutWithoutISS bool `yaml:"frontchannel_logout_without_iss"`
 	// InsecureEmailWithoutEmailVerified lets the gateway forward this
 	// issuer's email claim as an identity header when the token or ID
 	// token has no email_verified claim (for IdPs that never send it). An

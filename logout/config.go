@@ -207,6 +207,11 @@ type Config struct {
 	// those that end sessions by back-channel logout, which carries proof
 	// of origin. Nil means every issuer's are accepted.
 	FrontchannelOff []string
+	// FrontchannelWithoutISS is the issuer a front-channel logout with a
+	// sid but no iss is taken for: the one issuer that logs browsers in,
+	// when it sets issuers[].frontchannel_logout_without_iss (Microsoft
+	// Entra ID sends no iss). "" refuses such requests (400).
+	FrontchannelWithoutISS string
 	// Verifier verifies back-channel logout tokens; *introspect.Verifier
 	// implements it. Required by NewBackchannel, unused by the others.
 	Verifier LogoutTokenVerifier

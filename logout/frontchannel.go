@@ -61,10 +61,12 @@ var (
 // the no-cache headers §2 recommends.
 type Frontchannel struct {
 	receiver
-	live    LiveSIDs
-	off     map[string]bool
-	sources *sourceLimiter
-	results *prometheus.CounterVec
+	live LiveSIDs
+	off  map[string]bool
+	// withoutISS is Config.FrontchannelWithoutISS.
+	withoutISS string
+	sources    *sourceLimiter
+	results    *prometheus.CounterVec
 }
 
 // NewFrontchannel validates the fields of cfg it uses (all but Admin,
@@ -83,6 +85,13 @@ func NewFrontchannel(cfg Config) (*Frontchannel, error) {
 		}
 		off[iss] = true
 	}
+	if w := cfg.FrontchannelWithoutISS; w != "" {
+		if _, ok := cfg.Lifetimes[w]; !ok {
+			errs = append(errs, errors.New("frontchannel_without_iss: not a configured issuer"))
+		} else if off[w] {
+			errs = append(errs, errors.New("frontchannel_without_iss: front-channel logout is off for this issuer"))
+		}
+	}
 	if err := errors.Join(append([]error{err}, errs...)...); err != nil {
 		return nil, fmt.Errorf("logout: %w", err)
 	}
@@ -95,11 +104,12 @@ func NewFrontchannel(cfg Config) (*Frontchannel, error) {
 		return nil, err
 	}
 	return &Frontchannel{
-		receiver: newReceiver(cfg, slices.Collect(maps.Keys(cfg.Lifetimes))),
-		live:     cfg.LiveSIDs,
-		off:      off,
-		sources:  newSourceLimiter(rc.SourceRatePerSecond, rc.SourceBurst, maxSources, cfg.Clock.Now),
-		results:  results,
+		receiver:   newReceiver(cfg, slices.Collect(maps.Keys(cfg.Lifetimes))),
+		live:       cfg.LiveSIDs,
+		off:        off,
+		withoutISS: cfg.FrontchannelWithoutISS,
+		sources:    newSourceLimiter(rc.SourceRatePerSecond, rc.SourceBurst, maxSources, cfg.Clock.Now),
+		results:    results,
 	}, nil
 }
 
@@ -131,8 +141,16 @@ func (f *Frontchannel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	iss, sid := q["iss"], q["sid"]
+	if _, sent := q["iss"]; !sent && f.withoutISS != "" {
+		// Microsoft Entra ID sends sid without iss (§2 wants both). The
+		// operator set it for the one issuer that logs browsers in: no
+		// other issuer's session can have this sid, and only a live
+		// session's sid is revoked, as with iss.
+		iss = []string{f.withoutISS}
+	}
 	// §2: the OP MAY send iss and sid, and if either, both. Without them
-	// this receiver cannot tell which session ends, so both are required.
+	// this receiver cannot tell which session ends, so both are required
+	// (iss may be implied, above).
 	switch {
 	case len(iss) != 1 || len(sid) != 1 || iss[0] == "" || sid[0] == "":
 		f.text(w, r, http.StatusBadRequest, resultInvalid, "iss and sid are both required, once each")

@@ -272,3 +272,55 @@ func TestFrontchannelOff(t *testing.T) {
 		t.Errorf("no LiveSIDs: got %v", err)
 	}
 }
+
+// TestFrontchannelWithoutISS: with FrontchannelWithoutISS (Entra sends
+// sid without iss), a request with only sid is taken for that issuer's —
+// a live sid is revoked, any other stores nothing; without it, such a
+// request is refused.
+func TestFrontchannelWithoutISS(t *testing.T) {
+	f := newRxFixture(t, rxOptions{mod: func(c *Config) { c.FrontchannelWithoutISS = fixedIssuerBase }})
+	f.live(t, f.strict, "sid-1")
+	victim := &cache.Credential{Issuer: f.strict, SID: "sid-1", Sub: "alice", IssuedAt: t0.Add(-time.Minute)}
+	if w := f.get(t, http.MethodGet, "sid=sid-1", victim); w.Code != http.StatusOK || !w.held {
+		t.Fatalf("sid without iss: got %d %s (revoked when answered: %v); want 200 after the revocation", w.Code, w.Body, w.held)
+	}
+	if w := f.get(t, http.MethodGet, "sid=sid-unknown", nil); w.Code != http.StatusOK {
+		t.Fatalf("unknown sid without iss: got %d; want 200", w.Code)
+	}
+	if _, ok := f.store.Get(f.strict, cache.KindSID, "sid-unknown"); ok {
+		t.Error("a sid of no live session was revoked")
+	}
+	// An iss that is sent is never replaced, even an empty one.
+	if w := f.get(t, http.MethodGet, "iss=&sid=sid-1", nil); w.Code != http.StatusBadRequest {
+		t.Errorf("empty iss: got %d; want 400", w.Code)
+	}
+
+	off := newRxFixture(t, rxOptions{})
+	off.live(t, off.strict, "sid-1")
+	if w := off.get(t, http.MethodGet, "sid=sid-1", nil); w.Code != http.StatusBadRequest {
+		t.Errorf("sid without iss, setting off: got %d; want 400", w.Code)
+	}
+	if n := off.store.Len(); n != 0 {
+		t.Errorf("setting off: store holds %d entries; want none", n)
+	}
+}
+
+// TestNewFrontchannelWithoutISS: the implied issuer must be configured
+// and have front-channel logout on.
+func TestNewFrontchannelWithoutISS(t *testing.T) {
+	base := Config{Lifetimes: map[string]time.Duration{issA: time.Hour}, Store: openStore(t), LiveSIDs: openStore(t)}
+	for _, tt := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"not configured", func(c *Config) { c.FrontchannelWithoutISS = issB }, "frontchannel_without_iss: not a configured issuer"},
+		{"front-channel off", func(c *Config) { c.FrontchannelWithoutISS, c.FrontchannelOff = issA, []string{issA} }, "frontchannel_without_iss: front-channel logout is off"},
+	} {
+		c := base
+		tt.mod(&c)
+		if _, err := NewFrontchannel(c); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v; want an error with %q", tt.name, err, tt.want)
+		}
+	}
+}

@@ -422,6 +422,7 @@ func (c *Config) Validate() error {
 		// once the entry that killed it expired.
 		errs = append(errs, fmt.Errorf("session.max_age: longer than issuers[%d].max_token_lifetime (%s), for which revocations are kept", at, c.Issuers[at].MaxTokenLifetime))
 	}
+	errs = append(errs, c.validateFrontchannelWithoutISS(at)...)
 	if l := c.ForwardAuth.GRPCListen; l != "" && (l == c.Listen || l == c.InternalListen) {
 		errs = append(errs, errors.New("forward_auth.grpc_listen: must differ from listen and internal_listen"))
 	}
@@ -459,6 +460,34 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateFrontchannelWithoutISS judges issuers[].frontchannel_logout_without_iss:
+// a front-channel logout without iss names a sid of no particular
+// issuer, so it is accepted only for the one issuer that logs browsers
+// in (issuers[at], session.issuer), with a browser route and its
+// front-channel logouts on.
+func (c *Config) validateFrontchannelWithoutISS(at int) []error {
+	browser := false
+	for _, r := range c.Routes {
+		browser = browser || r.Auth == gateway.AuthBrowser || r.Auth == gateway.AuthEither
+	}
+	var errs []error
+	for i, is := range c.Issuers {
+		if !is.FrontchannelLogoutWithoutISS {
+			continue
+		}
+		p := fmt.Sprintf("issuers[%d].frontchannel_logout_without_iss", i)
+		switch {
+		case i != at:
+			errs = append(errs, fmt.Errorf("%s: only the one issuer that logs browsers in (session.issuer) may set it: a sid without iss must name a session of exactly one issuer", p))
+		case !browser:
+			errs = append(errs, fmt.Errorf("%s: no route logs browsers in (auth: browser or either)", p))
+		case is.FrontchannelLogout != nil && !*is.FrontchannelLogout:
+			errs = append(errs, fmt.Errorf("%s: frontchannel_logout is false for this issuer", p))
+		}
+	}
+	return errs
 }
 
 // login is the OAuth client that logs browsers in: session.issuer's

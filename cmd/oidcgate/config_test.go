@@ -500,3 +500,37 @@ func TestConfigWarnings(t *testing.T) {
 	_, err = parseConfig([]byte(strings.Replace(configText("", "", ""), "token: ${ADMIN_TOKEN}", "token: ${ADMIN_TOKEN}\n      roles: [read, root]", 1)), envOf(defaultEnv))
 	wantLines(t, err, `admin.tokens[0].roles[1]: "root" is not one of revoke, keys, read, audit`)
 }
+
+// TestParseConfigFrontchannelWithoutISS: frontchannel_logout_without_iss
+// (Entra) is accepted only on the one issuer that logs browsers in, with
+// a browser route and front-channel logout on; check-config says why
+// otherwise.
+func TestParseConfigFrontchannelWithoutISS(t *testing.T) {
+	top := "public_url: https://gw.example.com\nsession:\n  secret: " + testToken + "\n"
+	login := "client_id: gw\nclient_secret: gw-secret\nfrontchannel_logout_without_iss: true\n"
+	cfg, err := parseConfig([]byte(configText(top, login, "auth: browser\n")), envOf(defaultEnv))
+	if err != nil {
+		t.Fatalf("on the login issuer: got %v; want valid", err)
+	}
+	if !cfg.Issuers[0].FrontchannelLogoutWithoutISS {
+		t.Error("frontchannel_logout_without_iss not read")
+	}
+	second := "  - issuer: https://other.example.com\n    audiences: [api]\n    frontchannel_logout_without_iss: true\nroutes:"
+	for _, tc := range []struct {
+		name string
+		text string
+		want string
+	}{
+		{"another issuer", strings.Replace(configText(top, "client_id: gw\nclient_secret: gw-secret\n", "auth: browser\n"), "routes:", second, 1),
+			"issuers[1].frontchannel_logout_without_iss: only the one issuer that logs browsers in (session.issuer) may set it"},
+		{"no browser route", configText(top, login, ""),
+			"issuers[0].frontchannel_logout_without_iss: no route logs browsers in"},
+		{"front-channel logout off", configText(top, login+"frontchannel_logout: false\n", "auth: browser\n"),
+			"issuers[0].frontchannel_logout_without_iss: frontchannel_logout is false"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig([]byte(tc.text), envOf(defaultEnv))
+			wantLines(t, err, tc.want)
+		})
+	}
+}

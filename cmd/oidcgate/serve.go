@@ -180,6 +180,10 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 			frontchannelOff = append(frontchannelOff, iss.Issuer)
 		}
 	}
+	var frontchannelWithoutISS string
+	if _, at := cfg.login(); at >= 0 && cfg.Issuers[at].FrontchannelLogoutWithoutISS {
+		frontchannelWithoutISS = cfg.Issuers[at].Issuer
+	}
 	lcfg := logout.Config{
 		Admin:           cfg.Admin,
 		FrontchannelOff: frontchannelOff,
@@ -197,6 +201,8 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 
 		Assertions: a.verifier,
 		PublicURL:  cfg.PublicURL,
+
+		FrontchannelWithoutISS: frontchannelWithoutISS,
 	}
 	admin, err := logout.NewAdmin(lcfg)
 	if err != nil {
