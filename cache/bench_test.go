@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -105,15 +107,15 @@ func (p *probeSet) credential(c *Credential, i int) {
 
 // newProbeSet packs values not in the store, except that field revoked (0
 // jti, 2 sub; -1 none) holds a stored value of that kind and the issuer the
-// credential will carry.
-func newProbeSet(revoked int) *probeSet {
+// credential will carry; n is how many entries fill stored.
+func newProbeSet(revoked, n int) *probeSet {
 	var sb strings.Builder
 	for i := range probes {
 		for f := range 4 {
 			v := benchValue(uint64(2+f), i)
 			if f == revoked {
 				// entry j has kind j%5 and issuer benchIssuers[j/5%4].
-				j := (rand.IntN(benchN/20)*4+i%len(benchIssuers))*5 + f
+				j := (rand.IntN(n/20)*4+i%len(benchIssuers))*5 + f
 				r := benchRow(j)
 				if r.issuer != benchIssuers[i%len(benchIssuers)] || r.kind != kindCode(f)+codeJTI {
 					panic("bad benchmark row")
@@ -126,70 +128,164 @@ func newProbeSet(revoked int) *probeSet {
 	return &probeSet{packed: sb.String(), want: revoked >= 0}
 }
 
-// BenchmarkIsRevoked1M probes a store of 1M entries with credentials that
-// have Issuer, JTI, SID, Sub and ClientID set. miss: not revoked (four filter
-// probes); hit-jti and hit-sub: revoked by the first and the third probe.
-func BenchmarkIsRevoked1M(b *testing.B) {
-	s := openBench(b, Config{})
-	fill(b, s, benchN)
-	for _, bc := range []struct {
-		name string
-		set  *probeSet
-	}{
-		{"miss", newProbeSet(-1)},
-		{"hit-jti", newProbeSet(0)},
-		{"hit-sub", newProbeSet(2)},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			var c Credential
-			i := 0
-			for b.Loop() {
-				bc.set.credential(&c, i)
-				if s.IsRevoked(&c) != bc.set.want {
-					b.Fatalf("IsRevoked(%+v) = %t", c, !bc.set.want)
-				}
-				i++
-			}
-		})
-		b.Run(bc.name+"-parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				var c Credential
-				i := rand.IntN(probes)
-				for pb.Next() {
-					bc.set.credential(&c, i)
-					if s.IsRevoked(&c) != bc.set.want {
-						b.Errorf("IsRevoked(%+v) = %t", c, !bc.set.want)
-						return
+// benchSizes are the store sizes of the index benchmarks: 1M and 10M
+// entries. With -short the 10M size is a smoke run: filled and probed
+// once, so that its code path is exercised without the minutes a full
+// run takes.
+var benchSizes = []int{benchN, 10 * benchN}
+
+// sizeName names a benchmark size: "1M", "10M".
+func sizeName(n int) string { return fmt.Sprintf("%dM", n/1_000_000) }
+
+// BenchmarkIsRevoked probes stores of 1M and 10M entries with credentials
+// that have Issuer, JTI, SID, Sub and ClientID set. miss: not revoked (four
+// filter probes); hit-jti and hit-sub: revoked by the first and the third
+// probe.
+func BenchmarkIsRevoked(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			s := openBench(b, Config{})
+			fill(b, s, n)
+			for _, bc := range []struct {
+				name string
+				set  *probeSet
+			}{
+				{"miss", newProbeSet(-1, n)},
+				{"hit-jti", newProbeSet(0, n)},
+				{"hit-sub", newProbeSet(2, n)},
+			} {
+				b.Run(bc.name, func(b *testing.B) {
+					b.ReportAllocs()
+					var c Credential
+					i := 0
+					for b.Loop() {
+						bc.set.credential(&c, i)
+						if s.IsRevoked(&c) != bc.set.want {
+							b.Fatalf("IsRevoked(%+v) = %t", c, !bc.set.want)
+						}
+						i++
+						if testing.Short() && n > benchN {
+							break
+						}
 					}
-					i++
+				})
+				if testing.Short() {
+					continue
 				}
-			})
+				b.Run(bc.name+"-parallel", func(b *testing.B) {
+					b.ReportAllocs()
+					b.RunParallel(func(pb *testing.PB) {
+						var c Credential
+						i := rand.IntN(probes)
+						for pb.Next() {
+							bc.set.credential(&c, i)
+							if s.IsRevoked(&c) != bc.set.want {
+								b.Errorf("IsRevoked(%+v) = %t", c, !bc.set.want)
+								return
+							}
+							i++
+						}
+					})
+				})
+			}
 		})
 	}
 }
 
-// BenchmarkHeap1M reports the heap a store of 1M entries holds (after GC),
-// values included.
-func BenchmarkHeap1M(b *testing.B) {
-	var mb float64
-	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		s, err := Open(Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		fill(b, s, benchN)
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		mb = float64(after.HeapAlloc-before.HeapAlloc) / 1e6
-		runtime.KeepAlive(s)
+// BenchmarkHeap reports the heap a store of 1M and of 10M entries holds
+// (after GC), values included, and the bytes per entry.
+func BenchmarkHeap(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			var mb float64
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				s, err := Open(Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				fill(b, s, n)
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				mb = float64(after.HeapAlloc-before.HeapAlloc) / 1e6
+				runtime.KeepAlive(s)
+			}
+			b.ReportMetric(mb, "MB-heap")
+			b.ReportMetric(mb*1e6/float64(n), "B/entry")
+		})
 	}
-	b.ReportMetric(mb, "MB-heap")
-	b.ReportMetric(mb*1e6/benchN, "B/entry")
+}
+
+// BenchmarkGC measures what the garbage collector spends on a store of 1M
+// and of 10M entries: ns/op is one complete forced collection (its mark
+// work grows with the pointers the heap holds), and pause-p99-µs /
+// pause-max-µs are the stop-the-world pauses of those collections, read
+// from the runtime's /sched/pauses/total/gc:seconds histogram.
+func BenchmarkGC(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(sizeName(n), func(b *testing.B) {
+			s := openBench(b, Config{})
+			fill(b, s, n)
+			runtime.GC()
+			before := gcPauses()
+			for b.Loop() {
+				runtime.GC()
+				if testing.Short() && n > benchN {
+					break
+				}
+			}
+			b.StopTimer()
+			p99, max := pauseQuantiles(before, gcPauses(), 0.99)
+			b.ReportMetric(float64(p99.Nanoseconds())/1e3, "pause-p99-µs")
+			b.ReportMetric(float64(max.Nanoseconds())/1e3, "pause-max-µs")
+			runtime.KeepAlive(s)
+		})
+	}
+}
+
+const pauseMetric = "/sched/pauses/total/gc:seconds"
+
+// gcPauses reads the runtime's histogram of GC stop-the-world pauses.
+func gcPauses() *metrics.Float64Histogram {
+	m := []metrics.Sample{{Name: pauseMetric}}
+	metrics.Read(m)
+	return m[0].Value.Float64Histogram()
+}
+
+// pauseQuantiles returns the q-quantile and the largest of the pauses
+// counted between two readings of gcPauses (bucket upper bounds).
+func pauseQuantiles(before, after *metrics.Float64Histogram, q float64) (quantile, largest time.Duration) {
+	var total uint64
+	counts := make([]uint64, len(after.Counts))
+	for i := range counts {
+		counts[i] = after.Counts[i] - before.Counts[i]
+		total += counts[i]
+	}
+	if total == 0 {
+		return 0, 0
+	}
+	upper := func(i int) time.Duration {
+		v := after.Buckets[i+1]
+		if math.IsInf(v, 1) {
+			v = after.Buckets[i]
+		}
+		return time.Duration(v * 1e9)
+	}
+	var seen uint64
+	want := uint64(math.Ceil(q * float64(total)))
+	for i, c := range counts {
+		if c == 0 {
+			continue
+		}
+		seen += c
+		if seen >= want && quantile == 0 {
+			quantile = upper(i)
+		}
+		largest = upper(i)
+	}
+	return quantile, largest
 }
 
 // writeBenchFile writes n synthetic entries to a bbolt file in one

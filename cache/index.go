@@ -1,33 +1,50 @@
 package cache
 
 import (
+	"encoding/binary"
 	"hash/maphash"
-	"strings"
 	"sync"
 	"sync/atomic"
 )
 
 // index is the exact in-memory set of entries with a Bloom filter in front.
+// The garbage collector does not see it: nothing it holds per entry is a
+// pointer (issue 16). At 1M entries a layout of strings and note pointers
+// made every collection mark a million objects, and the tail latency paid
+// for it.
 //
-// Entries live in numShards shards, each an open-addressing hash table of
-// 64-bit slots (32-bit hash tag | record number + 1) over chunked record
-// storage. Go's map would do, but at 1M entries it rounds each table up to a
-// power of two and costs ~200 bytes per 88-byte slot; this layout costs 64
-// bytes per record plus ~16 bytes of slots.
+// Entries live in numShards shards. Each shard has an open-addressing hash
+// table of 64-bit slots (32-bit hash tag | record number + 1) over chunked
+// storage of fixed-size records (32 bytes, no pointers), and an arena of
+// byte chunks that holds each record's value (and an issuer or a note that
+// could not be interned). Issuers and (reason, initiator) pairs are interned
+// into tables of at most maxInterned strings; a record names them by a
+// 16-bit id.
+//
+// The hash is a keyed one (hash/maphash, seeded at random per process), so
+// values cannot be chosen to collide; a slot's tag only selects candidates:
+// a lookup compares the kind, the issuer and every byte of the value, so a
+// collision can neither revoke nor spare the wrong credential.
 //
 // Readers (revokedAt, get, List, Sweep) take a shard's read lock. Every
 // mutation runs with the Store's write lock held, and then takes the shard's
 // lock: there is one writer at a time, which keeps interning and filter
-// rebuilds simple.
+// rebuilds simple. An interned id is written before the first record naming
+// it is published under a shard lock, so a reader that sees the record sees
+// the string.
 type index struct {
 	seed   maphash.Seed
 	filter atomic.Pointer[filter]
 	count  atomic.Int64
 	shards [numShards]shard
 
-	// Used by writers only, under Store.mu.
-	issuers, texts interner
-	notes          map[note]*note
+	// Used by writers only, under Store.mu (see above for readers).
+	issuers table[string]
+	notes   table[note]
+
+	// collide, set only by tests, makes every value of a kind hash alike,
+	// so that the comparisons behind the tags are what tells keys apart.
+	collide bool
 }
 
 const (
@@ -35,21 +52,67 @@ const (
 	shardShift = 58 // h >> shardShift picks the shard
 	chunkSize  = 256
 	minSlots   = 64
-	// maxInterned bounds each intern table: beyond it strings are kept
-	// uninterned, so hostile input cannot grow the tables without bound.
+	// maxInterned bounds each intern table: beyond it issuers and notes are
+	// kept in the record's arena bytes, so hostile input cannot grow the
+	// tables without bound.
 	maxInterned = 4096
+	// Arena chunks grow from minArenaChunk to maxArenaChunk bytes; an
+	// offset is chunk<<16 | position, so a shard holds up to 4 GiB.
+	minArenaChunk = 1 << 10
+	maxArenaChunk = 1 << 16
+	// noteInline in record.note: the note's bytes follow the value.
+	noteInline = 0xffff
 )
 
-// record is one entry in memory (64 bytes).
+// record is one entry in memory: 32 bytes, no pointers.
 type record struct {
-	issuer, value        string
 	revokedAt, expiresAt int64
-	note                 *note // nil when reason and initiator are empty
-	kind                 kindCode
+	// off is the arena offset of the record's bytes: the issuer when it
+	// is not interned (ilen bytes), the value (vlen bytes), and an inline
+	// note (reason and initiator, each after a 2-byte length).
+	off        uint32
+	vlen, ilen uint16
+	// iss is the interned issuer's id; 0 with ilen 0 is the empty issuer.
+	iss uint16
+	// note is the interned note's id, 0 for no note, or noteInline.
+	note uint16
+	kind kindCode // 0 marks a free record
 }
 
-// note is the interned (reason, initiator) pair of a record.
+// note is the (reason, initiator) pair of a record.
 type note struct{ reason, initiator string }
+
+// table interns up to maxInterned values of T; id 0 is T's zero value. The
+// list is allocated at its full size, so readers can index it while a writer
+// fills later ids.
+type table[T comparable] struct {
+	ids  map[T]uint16
+	list *[maxInterned + 1]T
+}
+
+func newTable[T comparable]() table[T] {
+	return table[T]{ids: make(map[T]uint16), list: new([maxInterned + 1]T)}
+}
+
+// id returns v's id, interning v if there is room; ok is false when v is
+// not interned and the table is full. The caller holds Store.mu.
+func (t *table[T]) id(v T, clone func(T) T) (uint16, bool) {
+	var zero T
+	if v == zero {
+		return 0, true
+	}
+	if id, ok := t.ids[v]; ok {
+		return id, true
+	}
+	if len(t.ids) >= maxInterned {
+		return 0, false
+	}
+	id := uint16(len(t.ids) + 1)
+	v = clone(v)
+	t.list[id] = v
+	t.ids[v] = id
+	return id, true
+}
 
 type shard struct {
 	mu     sync.RWMutex
@@ -58,15 +121,18 @@ type shard struct {
 	free   []uint32 // record numbers to reuse
 	next   uint32   // record numbers below next have been handed out
 	n      int
-	_      [64]byte // keep neighbouring shards' locks off this cache line
+	// arena holds the records' bytes; apos is how much of its last chunk
+	// is used, and dead counts the bytes no record names any more.
+	arena      arena
+	apos, dead int
+	_          [64]byte // keep neighbouring shards' locks off this cache line
 }
 
 func newIndex() *index {
 	x := &index{
 		seed:    maphash.MakeSeed(),
-		issuers: interner{m: make(map[string]string)},
-		texts:   interner{m: make(map[string]string)},
-		notes:   make(map[note]*note),
+		issuers: newTable[string](),
+		notes:   newTable[note](),
 	}
 	for i := range x.shards {
 		x.shards[i].slots = make([]uint64, minSlots)
@@ -83,7 +149,19 @@ func newIndex() *index {
 // A scheduled code hashes as its kind's immediate code, so that the probe of
 // a credential's field covers both.
 func (x *index) keyHash(k kindCode, value string) uint64 {
+	if x.collide {
+		return uint64(k.base()) * 0x9e3779b97f4a7c15
+	}
 	return maphash.String(x.seed, value) ^ uint64(k.base())*0x9e3779b97f4a7c15
+}
+
+// keyHashBytes is keyHash of a value held as bytes (maphash.Bytes(b)
+// equals maphash.String(string(b))).
+func (x *index) keyHashBytes(k kindCode, value []byte) uint64 {
+	if x.collide {
+		return uint64(k.base()) * 0x9e3779b97f4a7c15
+	}
+	return maphash.Bytes(x.seed, value) ^ uint64(k.base())*0x9e3779b97f4a7c15
 }
 
 // slotHash places the key with keyHash h in the table (shard, tag and home
@@ -108,7 +186,7 @@ func (x *index) revokedAt(k kindCode, issuer, value string, h uint64) (int64, bo
 	s := &x.shards[sh>>shardShift]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if r := s.lookup(sh, k, issuer, value); r != nil {
+	if r := x.lookup(s, sh, k, issuer, value); r != nil {
 		return r.revokedAt, true
 	}
 	return 0, false
@@ -120,18 +198,17 @@ func (x *index) get(k kindCode, issuer, value string) (row, bool) {
 	s := &x.shards[sh>>shardShift]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	r := s.lookup(sh, k, issuer, value)
+	r := x.lookup(s, sh, k, issuer, value)
 	if r == nil {
 		return row{}, false
 	}
-	return r.row(), true
+	return x.stored(s, r, issuer, value), true
 }
 
 // upsert merges in with the stored entry of its key, or adds it, and returns
 // the stored result. Insert is table then filter, so a filter positive always
 // finds the record. The caller holds Store.mu.
 func (x *index) upsert(in row) row {
-	in.value = strings.Clone(in.value) // in may alias a larger string
 	out, added := x.put(in)
 	if added {
 		f := x.filter.Load()
@@ -146,28 +223,152 @@ func (x *index) upsert(in row) row {
 }
 
 // put is upsert without the filter, for bulk loads that call rebuildFilter
-// once at the end. It keeps in.value as is. The caller holds Store.mu.
+// once at the end. The caller holds Store.mu.
 func (x *index) put(in row) (row, bool) {
 	h := x.slotHash(x.keyHash(in.kind, in.value), in.issuer)
 	s := &x.shards[h>>shardShift]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := s.lookup(h, in.kind, in.issuer, in.value); r != nil {
-		m := merge(r.row(), in)
+	if r := x.lookup(s, h, in.kind, in.issuer, in.value); r != nil {
+		old := x.stored(s, r, in.issuer, in.value)
+		m := merge(old, in)
 		r.revokedAt, r.expiresAt = m.revokedAt, m.expiresAt
-		r.note = x.note(m.reason, m.initiator)
+		if m.reason != old.reason || m.initiator != old.initiator {
+			x.setNote(s, r, m)
+		}
 		return m, false
 	}
-	s.insert(h, record{
-		issuer:    x.issuers.get(in.issuer),
-		value:     in.value,
-		revokedAt: in.revokedAt,
-		expiresAt: in.expiresAt,
-		note:      x.note(in.reason, in.initiator),
-		kind:      in.kind,
-	})
+	var r record
+	r.revokedAt, r.expiresAt, r.kind = in.revokedAt, in.expiresAt, in.kind
+	x.write(s, &r, in)
+	s.insert(h, r)
 	x.count.Add(1)
 	return in, true
+}
+
+// write lays out in's issuer, value and note for r: interned ids where it
+// can, the rest in newly allocated arena bytes. The caller holds s.mu for
+// writing and Store.mu.
+func (x *index) write(s *shard, r *record, in row) {
+	iss, interned := x.issuers.id(in.issuer, cloneString)
+	ilen := 0
+	if !interned {
+		ilen = len(in.issuer)
+	}
+	nid := uint16(0)
+	noteLen := 0
+	if in.kind == codeAPIKey {
+		// An API key's texts are its own fields: never shared, never
+		// interned.
+		nid, noteLen = noteInline, 4+len(in.reason)+len(in.initiator)
+	} else if id, ok := x.notes.id(note{in.reason, in.initiator}, cloneNote); ok {
+		nid = id
+	} else {
+		nid, noteLen = noteInline, 4+len(in.reason)+len(in.initiator)
+	}
+	off, b := s.alloc(ilen + len(in.value) + noteLen)
+	b = b[:0]
+	if ilen > 0 {
+		b = append(b, in.issuer...)
+	}
+	b = append(b, in.value...)
+	if nid == noteInline {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(in.reason)))
+		b = append(b, in.reason...)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(in.initiator)))
+		b = append(b, in.initiator...)
+	}
+	r.off, r.vlen, r.ilen, r.iss, r.note = off, uint16(len(in.value)), uint16(ilen), iss, nid
+}
+
+// setNote replaces r's note with m's. An inline note, old or new, rewrites
+// the record's bytes; the old ones become dead.
+func (x *index) setNote(s *shard, r *record, m row) {
+	if r.note != noteInline && r.kind != codeAPIKey {
+		if id, ok := x.notes.id(note{m.reason, m.initiator}, cloneNote); ok {
+			r.note = id
+			return
+		}
+	}
+	s.dead += s.arena.size(r)
+	x.write(s, r, m)
+}
+
+// stored returns r as a row, with issuer and value given by the caller (who
+// has compared them with r's) and the note as stored. It allocates only for
+// an inline note. The caller holds s.mu.
+func (x *index) stored(s *shard, r *record, issuer, value string) row {
+	out := row{
+		issuer:    issuer,
+		value:     value,
+		revokedAt: r.revokedAt,
+		expiresAt: r.expiresAt,
+		kind:      r.kind,
+	}
+	out.reason, out.initiator = x.note(s, r)
+	return out
+}
+
+// row returns r as a row, copying its strings out of the arena. The caller
+// holds s.mu.
+func (x *index) row(s *shard, r *record) row {
+	return x.stored(s, r, x.issuer(s, r), string(s.arena.value(r)))
+}
+
+// issuer returns r's issuer (allocating only when it is not interned).
+func (x *index) issuer(s *shard, r *record) string {
+	if r.ilen > 0 {
+		return string(s.arena.bytes(r.off, int(r.ilen)))
+	}
+	return x.issuers.list[r.iss]
+}
+
+// note returns r's reason and initiator (allocating only when inline).
+func (x *index) note(s *shard, r *record) (reason, initiator string) {
+	if r.note != noteInline {
+		n := x.notes.list[r.note]
+		return n.reason, n.initiator
+	}
+	b := s.arena.noteBytes(r)
+	n := binary.BigEndian.Uint16(b)
+	all := string(b) // one allocation for both texts
+	reason = all[2 : 2+n]
+	return reason, all[4+n:]
+}
+
+// matches reports whether r is the key (k, issuer, value): the kind, the
+// issuer and every byte of the value are compared. The caller holds s.mu.
+func (x *index) matches(s *shard, r *record, k kindCode, issuer, value string) bool {
+	if r.kind != k || int(r.vlen) != len(value) || string(s.arena.value(r)) != value {
+		return false
+	}
+	return x.issuerIs(s, r, issuer)
+}
+
+// issuerIs reports whether r's issuer is issuer, without allocating.
+func (x *index) issuerIs(s *shard, r *record, issuer string) bool {
+	if r.ilen > 0 {
+		return string(s.arena.bytes(r.off, int(r.ilen))) == issuer
+	}
+	return x.issuers.list[r.iss] == issuer
+}
+
+// lookup returns the record of the key with hash h, or nil. The caller holds
+// s.mu (either mode).
+func (x *index) lookup(s *shard, h uint64, k kindCode, issuer, value string) *record {
+	tag := uint32(h)
+	mask := uint32(len(s.slots) - 1)
+	for i := tag & mask; ; i = (i + 1) & mask {
+		v := s.slots[i]
+		if v == 0 {
+			return nil
+		}
+		if uint32(v>>32) == tag {
+			if r := s.rec(uint32(v) - 1); x.matches(s, r, k, issuer, value) {
+				return r
+			}
+		}
+	}
 }
 
 // removeExpired deletes the given keys whose records still expire at or
@@ -178,7 +379,7 @@ func (x *index) removeExpired(keys []row, now int64) int {
 		h := x.slotHash(x.keyHash(k.kind, k.value), k.issuer)
 		s := &x.shards[h>>shardShift]
 		s.mu.Lock()
-		if s.remove(h, k, now) {
+		if x.remove(s, h, k, now) {
 			removed++
 		}
 		s.mu.Unlock()
@@ -187,13 +388,15 @@ func (x *index) removeExpired(keys []row, now int64) int {
 	return removed
 }
 
-// compact shrinks the shards that sweeping left mostly empty and rebuilds the
-// filter when most of its keys are gone. The caller holds Store.mu.
+// compact shrinks the shards that sweeping left mostly empty, or whose
+// arena is mostly dead bytes, and rebuilds the filter when most of its keys
+// are gone. The caller holds Store.mu.
 func (x *index) compact() {
 	for i := range x.shards {
 		s := &x.shards[i]
 		s.mu.Lock()
-		if (len(s.slots) > minSlots && s.n < len(s.slots)/8) || (len(s.free) >= chunkSize && len(s.free) > s.n) {
+		if (len(s.slots) > minSlots && s.n < len(s.slots)/8) || (len(s.free) >= chunkSize && len(s.free) > s.n) ||
+			(s.dead >= maxArenaChunk && s.dead*2 > s.used()) {
 			s.rebuild()
 		}
 		s.mu.Unlock()
@@ -213,7 +416,7 @@ func (x *index) rebuildFilter() {
 		s := &x.shards[i]
 		s.mu.RLock()
 		s.each(func(r *record) bool {
-			f.add(x.keyHash(r.kind, r.value))
+			f.add(x.keyHashBytes(r.kind, s.arena.value(r)))
 			return true
 		})
 		s.mu.RUnlock()
@@ -222,92 +425,90 @@ func (x *index) rebuildFilter() {
 	x.filter.Store(f)
 }
 
-// loaded converts a record read from the file, interning its issuer, reason
-// and initiator so that reloading allocates only the value.
+// loaded converts a record read from the file. The strings alias the file's
+// bytes: put copies them into the arena.
 func (x *index) loaded(r rawRecord) row {
 	return row{
-		issuer:    x.issuers.bytes(r.issuer),
+		issuer:    x.issuerOf(r.issuer),
 		value:     string(r.value),
 		revokedAt: r.revokedAt,
 		expiresAt: r.expiresAt,
-		reason:    x.texts.bytes(r.reason),
-		initiator: x.texts.bytes(r.initiator),
+		reason:    string(r.reason),
+		initiator: string(r.initiator),
 		kind:      r.kind,
 	}
 }
 
-// note interns (reason, initiator); nil when both are empty.
-func (x *index) note(reason, initiator string) *note {
-	if reason == "" && initiator == "" {
-		return nil
+// issuerOf returns b as the interned issuer when there is one, so that
+// loading does not allocate it again.
+func (x *index) issuerOf(b []byte) string {
+	if id, ok := x.issuers.ids[string(b)]; ok {
+		return x.issuers.list[id]
 	}
-	k := note{reason, initiator}
-	if p, ok := x.notes[k]; ok {
-		return p
-	}
-	p := &note{strings.Clone(reason), strings.Clone(initiator)}
-	if len(x.notes) < maxInterned {
-		x.notes[*p] = p
-	}
-	return p
+	return string(b)
 }
 
-func (r *record) row() row {
-	out := row{
-		issuer:    r.issuer,
-		value:     r.value,
-		revokedAt: r.revokedAt,
-		expiresAt: r.expiresAt,
-		kind:      r.kind,
-	}
-	if r.note != nil {
-		out.reason, out.initiator = r.note.reason, r.note.initiator
-	}
-	return out
-}
+func cloneString(s string) string { return string([]byte(s)) }
 
-// interner shares one copy of each string (issuers, chiefly), up to
-// maxInterned distinct strings.
-type interner struct{ m map[string]string }
-
-// bytes returns b as an interned string, allocating only on a miss.
-func (in *interner) bytes(b []byte) string {
-	if v, ok := in.m[string(b)]; ok {
-		return v
-	}
-	return in.get(string(b))
-}
-
-func (in *interner) get(s string) string {
-	if v, ok := in.m[s]; ok {
-		return v
-	}
-	s = strings.Clone(s)
-	if len(in.m) < maxInterned {
-		in.m[s] = s
-	}
-	return s
-}
+func cloneNote(n note) note { return note{cloneString(n.reason), cloneString(n.initiator)} }
 
 func (s *shard) rec(i uint32) *record { return &s.chunks[i/chunkSize][i%chunkSize] }
 
-// lookup returns the record of the key with hash h, or nil. The caller holds
-// s.mu (either mode).
-func (s *shard) lookup(h uint64, k kindCode, issuer, value string) *record {
-	tag := uint32(h)
-	mask := uint32(len(s.slots) - 1)
-	for i := tag & mask; ; i = (i + 1) & mask {
-		v := s.slots[i]
-		if v == 0 {
-			return nil
-		}
-		if uint32(v>>32) == tag {
-			r := s.rec(uint32(v) - 1)
-			if r.kind == k && r.value == value && r.issuer == issuer {
-				return r
-			}
-		}
+// arena is a shard's record bytes: chunks of at most maxArenaChunk bytes,
+// addressed by offsets chunk<<16 | position.
+type arena [][]byte
+
+// bytes returns n bytes at off.
+func (a arena) bytes(off uint32, n int) []byte {
+	return a[off>>16][off&0xffff:][:n]
+}
+
+// value returns r's value bytes.
+func (a arena) value(r *record) []byte {
+	return a.bytes(r.off+uint32(r.ilen), int(r.vlen))
+}
+
+// noteBytes returns r's inline note bytes (lengths included).
+func (a arena) noteBytes(r *record) []byte {
+	off := r.off + uint32(r.ilen) + uint32(r.vlen)
+	n := int(binary.BigEndian.Uint16(a.bytes(off, 2)))
+	m := int(binary.BigEndian.Uint16(a.bytes(off+2+uint32(n), 2)))
+	return a.bytes(off, 4+n+m)
+}
+
+// size is the number of bytes r names.
+func (a arena) size(r *record) int {
+	n := int(r.ilen) + int(r.vlen)
+	if r.note == noteInline {
+		n += len(a.noteBytes(r))
 	}
+	return n
+}
+
+// used is the number of arena bytes handed out (live and dead).
+func (s *shard) used() int {
+	n := 0
+	for _, c := range s.arena[:max(len(s.arena)-1, 0)] {
+		n += len(c)
+	}
+	return n + s.apos
+}
+
+// alloc hands out n arena bytes (n is at most 3 KiB: two MaxValueLen
+// strings and two MaxTextLen ones) and returns their offset.
+func (s *shard) alloc(n int) (uint32, []byte) {
+	last := len(s.arena) - 1
+	if last < 0 || s.apos+n > len(s.arena[last]) {
+		size := minArenaChunk
+		if last >= 0 {
+			size = min(2*len(s.arena[last]), maxArenaChunk)
+		}
+		s.arena = append(s.arena, make([]byte, max(size, n)))
+		s.apos, last = 0, last+1
+	}
+	off := uint32(last)<<16 | uint32(s.apos)
+	s.apos += n
+	return off, s.arena[last][s.apos-n : s.apos]
 }
 
 // insert adds r (whose key is absent) under hash h, growing the table to stay
@@ -357,7 +558,7 @@ func (s *shard) rehash(n int) {
 // remove deletes key k (hash h) if its record expires at or before now. It
 // closes the gap by shifting later slots back (no tombstones). The caller
 // holds s.mu.
-func (s *shard) remove(h uint64, k row, now int64) bool {
+func (x *index) remove(s *shard, h uint64, k row, now int64) bool {
 	tag := uint32(h)
 	mask := uint32(len(s.slots) - 1)
 	i := tag & mask
@@ -368,10 +569,11 @@ func (s *shard) remove(h uint64, k row, now int64) bool {
 		}
 		if uint32(v>>32) == tag {
 			r := s.rec(uint32(v) - 1)
-			if r.kind == k.kind && r.value == k.value && r.issuer == k.issuer {
+			if x.matches(s, r, k.kind, k.issuer, k.value) {
 				if r.expiresAt > now {
 					return false
 				}
+				s.dead += s.arena.size(r)
 				*r = record{}
 				s.free = append(s.free, uint32(v)-1)
 				break
@@ -393,20 +595,26 @@ func (s *shard) remove(h uint64, k row, now int64) bool {
 	return true
 }
 
-// rebuild compacts the records and resizes the table to at most half full.
-// The caller holds s.mu.
+// rebuild compacts the records and their arena bytes, and resizes the table
+// to at most half full. The caller holds s.mu.
 func (s *shard) rebuild() {
 	size := minSlots
 	for size < s.n*2 {
 		size *= 2
 	}
-	oldSlots, oldChunks := s.slots, s.chunks
+	oldSlots, oldChunks, oldArena := s.slots, s.chunks, s.arena
 	s.slots = make([]uint64, size)
 	s.chunks, s.free, s.next, s.n = nil, nil, 0, 0
+	s.arena, s.apos, s.dead = nil, 0, 0
 	for _, v := range oldSlots {
 		if v != 0 {
 			i := uint32(v) - 1
-			s.insert(uint64(v>>32), oldChunks[i/chunkSize][i%chunkSize])
+			r := oldChunks[i/chunkSize][i%chunkSize]
+			n := oldArena.size(&r)
+			off, b := s.alloc(n)
+			copy(b, oldArena.bytes(r.off, n))
+			r.off = off
+			s.insert(uint64(v>>32), r)
 		}
 	}
 }
@@ -415,8 +623,45 @@ func (s *shard) rebuild() {
 // s.mu (either mode).
 func (s *shard) each(fn func(*record) bool) {
 	for i := range s.next {
-		if r := s.rec(i); r.value != "" && !fn(r) {
+		if r := s.rec(i); r.kind != 0 && !fn(r) {
 			return
 		}
 	}
+}
+
+// compareKey orders r against b by (issuer, kind, value), as compareKeys
+// orders rows, without copying r's strings. The caller holds s.mu.
+func (x *index) compareKey(s *shard, r *record, b row) int {
+	var c int
+	if r.ilen > 0 {
+		c = compareBytes(s.arena.bytes(r.off, int(r.ilen)), b.issuer)
+	} else {
+		c = cmpString(x.issuers.list[r.iss], b.issuer)
+	}
+	switch {
+	case c != 0:
+		return c
+	case r.kind != b.kind:
+		return int(r.kind) - int(b.kind)
+	}
+	return compareBytes(s.arena.value(r), b.value)
+}
+
+// compareBytes is strings.Compare(string(a), b) without the conversion.
+func compareBytes(a []byte, b string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			if a[i] < b[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return 0
 }

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -20,21 +23,78 @@ var testT0 = time.Date(2025, 2, 3, 4, 5, 6, 7, time.UTC)
 
 // TestIndexAgainstMap drives the hash table, its deletion and compaction,
 // and filter rebuilds through random revocations and sweeps, and compares
-// every key with a plain map after each step.
+// every key with a plain map after each step. The colliding cases make every
+// value of a kind hash alike (the test hook index.collide), so that only the
+// comparison of kind, issuer and value bytes tells keys apart; the any-bytes
+// cases use values of every length up to MaxValueLen and every byte, many of
+// them prefixes of each other.
 func TestIndexAgainstMap(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		collide  bool
+		anyBytes bool
+		keys     int
+	}{
+		{"keyed", false, false, 6000},
+		{"colliding", true, false, 1500},
+		{"any-bytes", false, true, 6000},
+		{"any-bytes-colliding", true, true, 1500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			indexAgainstMap(t, tc.collide, tc.anyBytes, tc.keys)
+		})
+	}
+}
+
+// anyValue returns a value of random length (1 to MaxValueLen, short ones
+// most often) and random bytes; every third one extends or cuts an earlier
+// value by one byte.
+func anyValue(rng *rand.Rand, earlier []string) string {
+	if len(earlier) > 0 && rng.IntN(3) == 0 {
+		v := earlier[rng.IntN(len(earlier))]
+		if len(v) > 1 && rng.IntN(2) == 0 {
+			return v[:len(v)-1]
+		}
+		if len(v) < MaxValueLen {
+			return v + string(rune(rng.IntN(256)))[:1]
+		}
+	}
+	n := 1 + rng.IntN(40)
+	if rng.IntN(10) == 0 {
+		n = 1 + rng.IntN(MaxValueLen)
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.IntN(256))
+	}
+	return string(b)
+}
+
+func indexAgainstMap(t *testing.T, collide, anyBytes bool, nkeys int) {
 	clk := clocktest.New(testT0)
 	s := openBench(t, Config{Clock: clk})
+	s.idx.collide = collide
 	rng := rand.New(rand.NewPCG(1, 2))
 	type key struct {
 		kind          kindCode
 		issuer, value string
 	}
-	keys := make([]key, 6000)
+	keys := make([]key, nkeys)
+	seen := map[key]bool{}
+	var values []string
 	for i := range keys {
 		k := key{kind: kindCode(rng.IntN(5)) + codeJTI, issuer: fmt.Sprintf("https://iss%d.example", rng.IntN(3)), value: fmt.Sprintf("v%d", i)}
+		if anyBytes {
+			k.value = anyValue(rng, values)
+			values = append(values, k.value)
+		}
 		if k.kind == codeSession {
 			k.issuer = ""
 		}
+		if seen[k] {
+			k.value += fmt.Sprint("#", i)
+		}
+		seen[k] = true
 		keys[i] = k
 	}
 	want := map[key]row{}
@@ -261,4 +321,140 @@ func FuzzDecodeEntry(f *testing.F) {
 			t.Fatalf("decodeRecord accepted a non-canonical record %q %q", k, v)
 		}
 	})
+}
+
+// TestRecordHasNoPointers pins the layout the garbage collector does not
+// scan: a record is 32 bytes of plain numbers, and so is everything the
+// shards hold per entry (slots, records, arena bytes).
+func TestRecordHasNoPointers(t *testing.T) {
+	if got := unsafe.Sizeof(record{}); got != 32 {
+		t.Errorf("sizeof(record) = %d; want 32", got)
+	}
+	rt := reflect.TypeFor[record]()
+	for i := range rt.NumField() {
+		switch f := rt.Field(i); f.Type.Kind() {
+		case reflect.Int64, reflect.Uint32, reflect.Uint16, reflect.Uint8:
+		default:
+			t.Errorf("record.%s is a %s; want a plain number", f.Name, f.Type)
+		}
+	}
+}
+
+// TestIndexInternOverflow revokes more distinct issuers and notes than the
+// intern tables hold, so that the rest live in the arena, then merges new
+// notes in (rewriting arena bytes), sweeps half, and checks every entry
+// through Get, IsRevoked and List, before and after a reload from the file.
+func TestIndexInternOverflow(t *testing.T) {
+	clk := clocktest.New(testT0)
+	path := filepath.Join(t.TempDir(), "revocations.db")
+	s, err := Open(Config{Path: path, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = maxInterned + 1000
+	want := make(map[string]Entry, n)
+	entries := make([]Entry, n)
+	for i := range n {
+		e := Entry{Issuer: fmt.Sprintf("https://tenant-%d.example", i), Kind: KindSub, Value: fmt.Sprint("user-", i%7),
+			RevokedAt: testT0, ExpiresAt: testT0.Add(time.Hour), Reason: fmt.Sprint("reason ", i), Initiator: "admin:ops"}
+		if i%2 == 0 {
+			e.ExpiresAt = testT0.Add(time.Minute)
+		}
+		entries[i] = e
+	}
+	// Concurrent callers share bbolt transactions: one fsync per batch.
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := range 64 {
+		wg.Go(func() {
+			for i := w; i < n; i += 64 {
+				e := entries[i]
+				if _, err := s.Revoke(ctx, e); err != nil {
+					errs <- err
+					return
+				}
+				// A later revocation brings a new note; an earlier one
+				// changes nothing.
+				if i%3 == 0 {
+					e.RevokedAt, e.Reason = testT0.Add(time.Second), fmt.Sprint("again ", i)
+					older := e
+					older.RevokedAt, older.Reason = testT0, "older"
+					for _, e := range []Entry{e, older} {
+						if _, err := s.Revoke(ctx, e); err != nil {
+							errs <- err
+							return
+						}
+					}
+					entries[i] = e
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		want[e.Issuer] = e
+	}
+	check := func(s *Store, stage string) {
+		t.Helper()
+		if got := s.Len(); got != len(want) {
+			t.Fatalf("%s: Len() = %d; want %d", stage, got, len(want))
+		}
+		for _, e := range want {
+			got, ok := s.Get(e.Issuer, e.Kind, e.Value)
+			if !ok || got.Reason != e.Reason || got.Initiator != e.Initiator || !got.RevokedAt.Equal(e.RevokedAt) || !got.ExpiresAt.Equal(e.ExpiresAt) {
+				t.Fatalf("%s: Get(%s) = %+v, %t; want %+v", stage, e.Issuer, got, ok, e)
+			}
+			if !s.IsRevoked(&Credential{Issuer: e.Issuer, Sub: e.Value, IssuedAt: testT0}) {
+				t.Fatalf("%s: IsRevoked(%s, %s) = false", stage, e.Issuer, e.Value)
+			}
+			if s.IsRevoked(&Credential{Issuer: e.Issuer + "/", Sub: e.Value, IssuedAt: testT0}) {
+				t.Fatalf("%s: IsRevoked(%s/, %s) = true", stage, e.Issuer, e.Value)
+			}
+		}
+		listed := 0
+		cursor := ""
+		for {
+			page, next, err := s.List(ctx, ListOptions{Limit: 1000, Cursor: cursor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range page {
+				if w, ok := want[e.Issuer]; !ok || e.Reason != w.Reason {
+					t.Fatalf("%s: List gave %+v; want %+v", stage, e, w)
+				}
+			}
+			listed += len(page)
+			if cursor = next; cursor == "" {
+				break
+			}
+		}
+		if listed != len(want) {
+			t.Fatalf("%s: List gave %d entries; want %d", stage, listed, len(want))
+		}
+	}
+	check(s, "revoked")
+	clk.Advance(time.Minute)
+	for iss, e := range want {
+		if !e.ExpiresAt.After(clk.Now()) {
+			delete(want, iss)
+		}
+	}
+	if got := s.Sweep(); got != n/2 {
+		t.Fatalf("Sweep() = %d; want %d", got, n/2)
+	}
+	check(s, "swept")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(Config{Path: path, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s, "reloaded")
 }

@@ -263,8 +263,9 @@ func (s *Store) Keys(owner string) (keys []KeyRecord, total int) {
 				return true
 			}
 			total++
-			if v, ok := viewKey(r.row()); ok && (owner == "" || v.owner == owner) {
-				keys = append(keys, v.record(r.value))
+			rw := s.idx.row(sh, r)
+			if v, ok := viewKey(rw); ok && (owner == "" || v.owner == owner) {
+				keys = append(keys, v.record(rw.value))
 			}
 			return true
 		})

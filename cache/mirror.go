@@ -62,7 +62,7 @@ func (s *Store) liveRows(now int64) []row {
 		sh.mu.RLock()
 		sh.each(func(r *record) bool {
 			if r.expiresAt > now {
-				out = append(out, r.row())
+				out = append(out, s.idx.row(sh, r))
 			}
 			return true
 		})

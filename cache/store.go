@@ -450,17 +450,19 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, string, error
 		sh := &s.idx.shards[i]
 		sh.mu.RLock()
 		sh.each(func(r *record) bool {
-			if r.kind == codeAPIKey || (o.Issuer != "" && r.issuer != o.Issuer) || (kind != 0 && r.kind.base() != kind) || (o.Value != "" && r.value != o.Value) {
+			if r.kind == codeAPIKey || (o.Issuer != "" && !s.idx.issuerIs(sh, r, o.Issuer)) || (kind != 0 && r.kind.base() != kind) ||
+				(o.Value != "" && string(sh.arena.value(r)) != o.Value) {
 				return true
 			}
-			v := r.row()
-			if after != nil && compareKeys(v, *after) <= 0 {
+			// Compared in place: only a record that enters the page is
+			// copied out of the arena.
+			if after != nil && s.idx.compareKey(sh, r, *after) <= 0 {
 				return true
 			}
 			if page.Len() <= limit {
-				heap.Push(page, v)
-			} else if compareKeys(v, (*page)[0]) < 0 {
-				(*page)[0] = v
+				heap.Push(page, s.idx.row(sh, r))
+			} else if s.idx.compareKey(sh, r, (*page)[0]) < 0 {
+				(*page)[0] = s.idx.row(sh, r)
 				heap.Fix(page, 0)
 			}
 			return true
@@ -540,7 +542,7 @@ func (s *Store) Sweep() int {
 		sh.mu.RLock()
 		sh.each(func(r *record) bool {
 			if r.expiresAt <= now {
-				keys = append(keys, row{kind: r.kind, issuer: r.issuer, value: r.value})
+				keys = append(keys, row{kind: r.kind, issuer: s.idx.issuer(sh, r), value: string(sh.arena.value(r))})
 			}
 			return true
 		})
