@@ -7,7 +7,10 @@
 // Lookups (IsRevoked) are answered from process memory without allocating
 // or doing I/O: a blocked Bloom filter (one cache line per key) rules out
 // almost every credential that is not revoked, and a sharded hash table
-// settles the rest exactly. With a Path, every entry is in a bbolt file,
+// settles the rest exactly, comparing the kind, issuer and every byte of the
+// value. The table holds no pointers per entry (fixed-size records, value
+// bytes in arenas, interned issuers and notes), so the garbage collector
+// does not scan it however many entries it holds. With a Path, every entry is in a bbolt file,
 // fsync'd, before Revoke returns (concurrent calls share a commit), and Open
 // loads it again; a record that does not decode stops Open (ErrCorrupt)
 // rather than start with a revocation missing.

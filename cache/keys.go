@@ -312,7 +312,7 @@ func (s KeyState) String() string {
 }
 
 // KeyCheck is the input and output of CheckKey. It is passed by pointer and
-// not retained; the outputs alias the store's strings and are valid as
+// not retained; the outputs are the caller's (copies) and are valid as
 // long as the caller keeps them.
 type KeyCheck struct {
 	// ID and Hash (SHA-256 of the presented secret) are the input.
@@ -334,8 +334,8 @@ type KeyCheck struct {
 }
 
 // CheckKey judges c's key: it compares the hash in constant time, then
-// checks expiry, revocation and idleness. It does no I/O and does not
-// allocate.
+// checks expiry, revocation and idleness. It does no I/O; it allocates
+// one copy of the key's stored texts, which c's outputs alias.
 func (s *Store) CheckKey(c *KeyCheck) KeyState {
 	r, ok := s.idx.get(codeAPIKey, "", c.ID)
 	if !ok {
