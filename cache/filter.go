@@ -79,3 +79,13 @@ func (f *filter) add(h uint64) {
 		atomic.OrUint64(&b[i], 1<<(p>>(16+6*i)&63))
 	}
 }
+
+// fill is add without atomics, for a filter that no probe can see yet: it
+// is published afterwards (atomic.Pointer.Store), which orders these writes
+// before any probe's loads.
+func (f *filter) fill(h uint64) {
+	b, p := f.probe(h)
+	for i := range b {
+		b[i] |= 1 << (p >> (16 + 6*i) & 63)
+	}
+}

@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -251,34 +252,39 @@ func (x *index) put(in row) (row, bool) {
 // writing and Store.mu.
 func (x *index) write(s *shard, r *record, in row) {
 	iss, interned := x.issuers.id(in.issuer, cloneString)
-	ilen := 0
-	if !interned {
-		ilen = len(in.issuer)
-	}
-	nid := uint16(0)
-	noteLen := 0
-	if in.kind == codeAPIKey {
+	nid := uint16(noteInline)
+	if in.kind != codeAPIKey {
 		// An API key's texts are its own fields: never shared, never
 		// interned.
-		nid, noteLen = noteInline, 4+len(in.reason)+len(in.initiator)
-	} else if id, ok := x.notes.id(note{in.reason, in.initiator}, cloneNote); ok {
-		nid = id
-	} else {
-		nid, noteLen = noteInline, 4+len(in.reason)+len(in.initiator)
+		if id, ok := x.notes.id(note{in.reason, in.initiator}, cloneNote); ok {
+			nid = id
+		}
 	}
-	off, b := s.alloc(ilen + len(in.value) + noteLen)
-	b = b[:0]
-	if ilen > 0 {
-		b = append(b, in.issuer...)
+	lay(s, r, iss, !interned, in.issuer, in.value, nid, in.reason, in.initiator)
+}
+
+// lay allocates and fills r's arena bytes: the issuer when inline is set,
+// the value, and the note when nid is noteInline; iss and nid are the
+// interned ids. The caller holds s.mu for writing.
+func lay[S string | []byte](s *shard, r *record, iss uint16, inline bool, issuer string, value S, nid uint16, reason, initiator S) {
+	ilen := 0
+	if inline {
+		ilen = len(issuer)
 	}
-	b = append(b, in.value...)
+	noteLen := 0
 	if nid == noteInline {
-		b = binary.BigEndian.AppendUint16(b, uint16(len(in.reason)))
-		b = append(b, in.reason...)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(in.initiator)))
-		b = append(b, in.initiator...)
+		noteLen = 4 + len(reason) + len(initiator)
 	}
-	r.off, r.vlen, r.ilen, r.iss, r.note = off, uint16(len(in.value)), uint16(ilen), iss, nid
+	off, b := s.alloc(ilen + len(value) + noteLen)
+	n := copy(b, issuer[:ilen])
+	n += copy(b[n:], value)
+	if nid == noteInline {
+		binary.BigEndian.PutUint16(b[n:], uint16(len(reason)))
+		n += 2 + copy(b[n+2:], reason)
+		binary.BigEndian.PutUint16(b[n:], uint16(len(initiator)))
+		copy(b[n+2:], initiator)
+	}
+	r.off, r.vlen, r.ilen, r.iss, r.note = off, uint16(len(value)), uint16(ilen), iss, nid
 }
 
 // setNote replaces r's note with m's. An inline note, old or new, rewrites
@@ -425,28 +431,97 @@ func (x *index) rebuildFilter() {
 	x.filter.Store(f)
 }
 
-// loaded converts a record read from the file. The strings alias the file's
-// bytes: put copies them into the arena.
-func (x *index) loaded(r rawRecord) row {
-	return row{
-		issuer:    x.issuerOf(r.issuer),
-		value:     string(r.value),
-		revokedAt: r.revokedAt,
-		expiresAt: r.expiresAt,
-		reason:    string(r.reason),
-		initiator: string(r.initiator),
-		kind:      r.kind,
-	}
+// loader fills an empty index from a file in bulk. Keys in the file are
+// unique, so a record is appended to its shard without a lookup and without
+// copying its bytes into strings; the shards' tables are then sized once and
+// filled in parallel, and the filter built. Used by one goroutine, under
+// Store.mu, before the index has readers.
+type loader struct {
+	x *index
+	// pending are each shard's slot values, placed by finish; hashes are
+	// the records' keyHashes, for the filter.
+	pending [numShards][]uint64
+	hashes  []uint64
+	// last is the note of the previous record (file order groups records
+	// by issuer, whose notes are mostly alike) and its id.
+	lastReason, lastInitiator []byte
+	lastNote                  uint16
+	lastOK                    bool
 }
 
-// issuerOf returns b as the interned issuer when there is one, so that
-// loading does not allocate it again.
-func (x *index) issuerOf(b []byte) string {
-	if id, ok := x.issuers.ids[string(b)]; ok {
-		return x.issuers.list[id]
+// add appends r; its byte slices may alias a bbolt page: they are copied.
+func (l *loader) add(r rawRecord) {
+	x := l.x
+	var issuer string
+	iss, interned := x.issuers.ids[string(r.issuer)]
+	switch {
+	case interned:
+		issuer = x.issuers.list[iss]
+	case len(r.issuer) == 0:
+		interned = true
+	default:
+		issuer = string(r.issuer)
+		iss, interned = x.issuers.id(issuer, keepString)
 	}
-	return string(b)
+	nid := uint16(noteInline)
+	if r.kind != codeAPIKey {
+		if !l.lastOK || string(r.reason) != string(l.lastReason) || string(r.initiator) != string(l.lastInitiator) {
+			l.lastNote, l.lastOK = x.notes.id(note{string(r.reason), string(r.initiator)}, keepNote)
+			l.lastReason, l.lastInitiator = r.reason, r.initiator
+		}
+		if l.lastOK {
+			nid = l.lastNote
+		}
+	}
+	kh := x.keyHashBytes(r.kind, r.value)
+	l.hashes = append(l.hashes, kh)
+	h := x.slotHash(kh, issuer)
+	i := h >> shardShift
+	s := &x.shards[i]
+	rec := record{revokedAt: r.revokedAt, expiresAt: r.expiresAt, kind: r.kind}
+	lay(s, &rec, iss, !interned, issuer, r.value, nid, r.reason, r.initiator)
+	l.pending[i] = append(l.pending[i], uint64(uint32(h))<<32|uint64(s.appendRecord(rec)+1))
 }
+
+// finish places the pending slots, shards in parallel, while it builds the
+// filter.
+func (l *loader) finish() {
+	x := l.x
+	x.count.Add(int64(len(l.hashes)))
+	var wg sync.WaitGroup
+	work := make(chan int, numShards)
+	for i := range x.shards {
+		work <- i
+	}
+	close(work)
+	for range min(runtime.GOMAXPROCS(0), numShards) {
+		wg.Go(func() {
+			for i := range work {
+				s := &x.shards[i]
+				s.mu.Lock()
+				s.grow(s.n + len(l.pending[i]))
+				for _, v := range l.pending[i] {
+					s.place(v)
+				}
+				s.n += len(l.pending[i])
+				s.mu.Unlock()
+				l.pending[i] = nil
+			}
+		})
+	}
+	f := newFilter(int(x.count.Load()))
+	for _, h := range l.hashes {
+		f.fill(h)
+	}
+	f.load = int(x.count.Load())
+	x.filter.Store(f)
+	wg.Wait()
+}
+
+// keepString and keepNote intern values that are already copies.
+func keepString(s string) string { return s }
+
+func keepNote(n note) note { return n }
 
 func cloneString(s string) string { return string([]byte(s)) }
 
@@ -514,9 +589,25 @@ func (s *shard) alloc(n int) (uint32, []byte) {
 // insert adds r (whose key is absent) under hash h, growing the table to stay
 // at most 3/4 full. The caller holds s.mu.
 func (s *shard) insert(h uint64, r record) {
-	if (s.n+1)*4 > len(s.slots)*3 {
-		s.rehash(len(s.slots) * 2)
+	s.grow(s.n + 1)
+	s.place(uint64(uint32(h))<<32 | uint64(s.appendRecord(r)+1))
+	s.n++
+}
+
+// grow doubles the table until n slots fill at most 3/4 of it.
+func (s *shard) grow(n int) {
+	size := len(s.slots)
+	for n*4 > size*3 {
+		size *= 2
 	}
+	if size != len(s.slots) {
+		s.rehash(size)
+	}
+}
+
+// appendRecord stores r in a free record (not yet in the table) and returns
+// its number.
+func (s *shard) appendRecord(r record) uint32 {
 	var i uint32
 	if n := len(s.free); n > 0 {
 		i = s.free[n-1]
@@ -529,8 +620,7 @@ func (s *shard) insert(h uint64, r record) {
 		s.next++
 	}
 	*s.rec(i) = r
-	s.place(uint64(uint32(h))<<32 | uint64(i+1))
-	s.n++
+	return i
 }
 
 // place puts an occupied slot value at the first free slot of its probe

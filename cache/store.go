@@ -166,6 +166,7 @@ func (s *Store) load() error {
 	var expired [][]byte
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	l := loader{x: s.idx}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketName).ForEach(func(k, v []byte) error {
 			r, err := decodeRecord(k, v)
@@ -176,14 +177,14 @@ func (s *Store) load() error {
 				expired = append(expired, append([]byte(nil), k...))
 				return nil
 			}
-			s.idx.put(s.idx.loaded(r))
+			l.add(r)
 			return nil
 		})
 	})
 	if err != nil {
 		return err
 	}
-	s.idx.rebuildFilter()
+	l.finish()
 	for len(expired) > 0 {
 		n := min(len(expired), sweepTxSize)
 		if err := s.db.Update(func(tx *bolt.Tx) error {
