@@ -122,6 +122,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
   gateway:      %[1]s   (routes: /public -> no auth, /app -> browser login, / -> bearer token with scope "read")
   admin API:    %[2]s
+  console:      %[2]s/admin/ui/   (sign in with the admin token below)
   demo issuer:  %[3]s   (an OpenID provider: login, RS256 tokens with aud %[4]q, back-channel logout)
   demo app:     %[5]s   (a legacy app with its own session cookie %[8]s)
   data_dir:     %[6]s   (the revocation store; removed on exit)

@@ -640,6 +640,10 @@ func testDemo(t *testing.T) {
 	helloURL := loopback("hello URL", find("hello line", `curl -i -H "Authorization: Bearer \$TOKEN" (\S+)`))
 	revokeArgs := shellFields(t, find("revoke line", `(?m)go run \./cmd/oidcgate (revoke .*)$`))
 	dataDir := find("data_dir", `data_dir:\s+(\S+)`)
+	consoleURL := loopback("console URL", find("console URL", `console:\s+(\S+)`))
+	if r := do(t, newClient(t), http.MethodGet, consoleURL, "", nil, nil); r.status != http.StatusSeeOther || r.header.Get("Location") != "/admin/ui/signin" {
+		t.Errorf("demo console %s: got %d %q; want 303 to the sign-in page", consoleURL, r.status, r.header.Get("Location"))
+	}
 	if want := loopback("gateway URL", find("gateway URL", `gateway:\s+(\S+)`)); !strings.HasPrefix(helloURL, want+"/") {
 		t.Errorf("hello URL %q is not under the gateway URL %q", helloURL, want)
 	}
