@@ -8,6 +8,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -411,5 +412,30 @@ func TestKeys(t *testing.T) {
 	}
 	if r := do(t, c, http.MethodPost, f.srv.URL+Prefix+"keys/revoke", url.Values{"csrf": {csrf}, "id": {"nosuchkey"}}); r.status != http.StatusNotFound {
 		t.Errorf("unknown id: got %d; want 404", r.status)
+	}
+}
+
+// TestVerifyBrokenChain: the verify action names the first broken record
+// of a log edited on disk.
+func TestVerifyBrokenChain(t *testing.T) {
+	f := newFixture(t)
+	c := f.browser(t)
+	csrf := f.signIn(t, c, "audit")
+	for _, sub := range []string{"alice", "bob", "carol"} {
+		r := audit.RecordOf(audit.EventRevocation, cache.Entry{Issuer: iss, Kind: cache.KindSub, Value: sub, RevokedAt: t0, Initiator: "admin:all"})
+		if err := f.audit.Append(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(f.audit.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.audit.Path(), []byte(strings.Replace(string(b), `"bob"`, `"eve"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := do(t, c, http.MethodPost, f.srv.URL+Prefix+"audit/verify", url.Values{"csrf": {csrf}})
+	if r.status != http.StatusOK || !strings.Contains(r.body, "Broken: the first broken record is") || !strings.Contains(r.body, "audit.jsonl:2: edited") {
+		t.Errorf("verify of an edited log: got %d %s; want the first broken record: line 2, edited", r.status, r.body)
 	}
 }
