@@ -297,6 +297,16 @@ func (c *Console) revoke(q *request) {
 		c.render(q.w, q.r, http.StatusBadGateway, "revoke", q, d)
 		return
 	}
+	if !q.p.Roles.Has(logout.RoleRead) {
+		// Following is reading the status: without read, say what was
+		// stored and who can follow it.
+		c.render(q.w, q.r, http.StatusOK, "follow", q, followData{
+			Kind: string(e.Kind), Value: e.Value, Issuer: e.Issuer,
+			Status: logout.RevocationStatus{Entry: &e},
+			Error:  "Stored. Following its targets needs the read role: ask a holder of it, or run oidcgate verify-revocation with a read token.",
+		})
+		return
+	}
 	v := url.Values{"kind": {string(e.Kind)}, "value": {e.Value}}
 	if e.Issuer != "" {
 		v.Set("issuer", e.Issuer)

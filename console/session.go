@@ -77,7 +77,8 @@ func (s *sealer) open(value string, now time.Time) (session, error) {
 	if value == "" || len(value) > maxCookieLen {
 		return session{}, errBadCookie
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(value)
+	// Strict: only the one canonical encoding of a sealed value opens.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(value)
 	if err != nil || len(raw) < s.aead.NonceSize()+s.aead.Overhead() {
 		return session{}, errBadCookie
 	}

@@ -6,6 +6,7 @@
   var box = document.getElementById("follow");
   if (!box) { return; }
   var url = box.getAttribute("data-status-url");
+  if (!url) { return; }
   var body = document.querySelector("#targets tbody");
   var verdict = document.getElementById("verdict");
   var progress = document.getElementById("progress");
