@@ -86,6 +86,8 @@ type Target struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// Initiator is the entry's Initiator (who asked).
 	Initiator string `json:"initiator,omitempty"`
+	// Reason is the entry's Reason (e.g. an SSF receiver's reason_admin).
+	Reason string `json:"reason,omitempty"`
 
 	// Kind and Name identify the target within its revocation, e.g.
 	// (session_authority, https://sso.example.com).
@@ -108,7 +110,7 @@ type Target struct {
 func TargetOf(e Entry, kind TargetKind, name string) Target {
 	return Target{
 		Issuer: e.Issuer, EntryKind: e.Kind, Value: e.Value,
-		RevokedAt: e.RevokedAt.UTC(), ExpiresAt: e.ExpiresAt.UTC(), Initiator: e.Initiator,
+		RevokedAt: e.RevokedAt.UTC(), ExpiresAt: e.ExpiresAt.UTC(), Initiator: e.Initiator, Reason: e.Reason,
 		Kind: kind, Name: name, State: TargetPending,
 	}
 }
@@ -134,8 +136,8 @@ func (t Target) Validate() error {
 	if !t.State.Valid() {
 		errs = append(errs, fmt.Errorf("%w: unknown state %q", ErrInvalidTarget, t.State))
 	}
-	if len(t.LastError) > MaxTextLen || len(t.Note) > MaxTextLen || len(t.Initiator) > MaxTextLen {
-		errs = append(errs, fmt.Errorf("%w: last_error, note or initiator longer than %d bytes", ErrInvalidTarget, MaxTextLen))
+	if len(t.LastError) > MaxTextLen || len(t.Note) > MaxTextLen || len(t.Initiator) > MaxTextLen || len(t.Reason) > MaxTextLen {
+		errs = append(errs, fmt.Errorf("%w: last_error, note, initiator or reason longer than %d bytes", ErrInvalidTarget, MaxTextLen))
 	}
 	if t.Attempts < 0 {
 		errs = append(errs, fmt.Errorf("%w: negative attempts", ErrInvalidTarget))

@@ -2,7 +2,10 @@
 // This part holds the session authorities: the IdP admin APIs that end a
 // user's SSO sessions and refresh tokens at the source (Keycloak, Okta,
 // Microsoft Entra ID, Ory Hydra), behind one small interface, Authority,
-// and the configuration of `issuers[].session_authority`.
+// and the configuration of `issuers[].session_authority`; the SSF
+// transmitter (Transmitter, KeyRing): the gateway's own signed SETs pushed
+// to `ssf.receivers` (RFC 8417, RFC 8935, CAEP 1.0), as targets of the
+// same Worker.
 //
 // An Authority makes one idempotent call sequence per method and reports
 // what happened in a way the caller can act on: nil (done), ErrNotFound

@@ -59,6 +59,10 @@ type WorkerConfig struct {
 	Store Store
 	// Authorities lists at most one Binding per issuer.
 	Authorities []Binding
+	// SSF pushes SETs to its receivers: each receiver is a target (kind
+	// ssf_receiver) worked like an authority, with its own Concurrency
+	// workers. Nil pushes nothing.
+	SSF *Transmitter
 	// Audit receives a record for every target that reaches a final state
 	// (done, failed, unsupported); nil records nothing.
 	Audit Auditor
@@ -146,19 +150,22 @@ const (
 	retryStoreError = time.Second
 )
 
-// Worker brings every revocation to its session authorities: it derives a
-// target per (entry, authority) from each entry the store applies, keeps
-// it in the store (so that the work survives a crash), calls the
-// authority under a lease (one replica at a time), retries with backoff,
-// and records the outcome in the store and the audit log. New starts
-// nothing; Run works until its context ends.
+// Worker brings every revocation to its session authorities and SSF
+// receivers: it derives a target per (entry, authority or receiver) from
+// each entry the store applies, keeps it in the store (so that the work
+// survives a crash), calls the authority or pushes the SET under a lease
+// (one replica at a time), retries with backoff, and records the outcome
+// in the store and the audit log. New starts nothing; Run works until its
+// context ends.
 type Worker struct {
 	cfg      WorkerConfig
 	log      *slog.Logger
 	now      func() time.Time
 	holder   string
 	byIssuer map[string]*authority
-	auths    []*authority
+	// byReceiver holds the SSF receivers, by endpoint.
+	byReceiver map[string]*authority
+	auths      []*authority
 
 	in     chan cache.Entry
 	rescan atomic.Bool // an entry was dropped: rescan soon
@@ -169,13 +176,16 @@ type Worker struct {
 	due   itemHeap         // items not queued or running, by due time
 
 	calls    *prometheus.CounterVec // nil without Metrics
+	pushes   *prometheus.CounterVec // nil without Metrics
 	inFlight *prometheus.GaugeVec
 }
 
-// authority is a Binding with its queue of ready targets.
+// authority is a Binding, or an SSF receiver, with its queue of ready
+// targets.
 type authority struct {
 	Binding
 	name string
+	kind cache.TargetKind
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -242,19 +252,29 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		now:      cfg.Clock.Now,
 		holder:   cfg.Holder,
 		byIssuer: make(map[string]*authority),
-		in:       make(chan cache.Entry, entryQueue),
-		wake:     make(chan struct{}, 1),
-		items:    make(map[string]*item),
+
+		byReceiver: make(map[string]*authority),
+		in:         make(chan cache.Entry, entryQueue),
+		wake:       make(chan struct{}, 1),
+		items:      make(map[string]*item),
 	}
 	if w.holder == "" {
 		w.holder = cfg.Store.ReplicaID()
 	}
 	for _, b := range cfg.Authorities {
-		a := &authority{Binding: b, name: b.Authority.Name()}
+		a := &authority{Binding: b, name: b.Authority.Name(), kind: cache.TargetSessionAuthority}
 		a.Config = a.Config.WithDefaults()
 		a.cond = sync.NewCond(&a.mu)
 		w.byIssuer[b.Issuer] = a
 		w.auths = append(w.auths, a)
+	}
+	if cfg.SSF != nil {
+		for _, r := range cfg.SSF.receivers {
+			a := &authority{name: r.Endpoint, kind: TargetSSFReceiver}
+			a.cond = sync.NewCond(&a.mu)
+			w.byReceiver[r.Endpoint] = a
+			w.auths = append(w.auths, a)
+		}
 	}
 	if err := w.register(cfg.Metrics); err != nil {
 		return nil, err
@@ -270,21 +290,31 @@ func (w *Worker) register(reg prometheus.Registerer) error {
 		Name: "oidcgate_session_authority_calls_total",
 		Help: "Calls to session authorities, by authority and outcome (done, not_found, unsupported, retry, failed; no_user_id: not made, the user id at the authority is not known).",
 	}, []string{"authority", "outcome"})
+	w.pushes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oidcgate_ssf_pushes_total",
+		Help: "SET pushes to SSF receivers, by receiver endpoint and outcome (done, retry, failed).",
+	}, []string{"receiver", "outcome"})
 	w.inFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "oidcgate_session_authority_calls_in_flight",
 		Help: "Calls to a session authority in flight now (at most its concurrency).",
 	}, []string{"authority"})
 	for _, a := range w.auths {
+		if a.kind == TargetSSFReceiver {
+			for _, o := range []string{outcomeDone, outcomeRetry, outcomeFailed} {
+				w.pushes.WithLabelValues(a.name, o)
+			}
+			continue
+		}
 		for _, o := range []string{outcomeDone, outcomeNotFound, outcomeUnsupported, outcomeRetry, outcomeFailed, outcomeNoUserID} {
 			w.calls.WithLabelValues(a.name, o)
 		}
 		w.inFlight.WithLabelValues(a.name)
 	}
 	for _, c := range []prometheus.Collector{
-		w.calls, w.inFlight,
+		w.calls, w.pushes, w.inFlight,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "oidcgate_revocation_targets_pending",
-			Help: "Targets of revocations (session authority calls) this replica knows to be pending.",
+			Help: "Targets of revocations (session authority calls, SSF pushes) this replica knows to be pending.",
 		}, func() float64 { return float64(w.Pending()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "oidcgate_revocation_target_oldest_pending_seconds",
@@ -324,18 +354,23 @@ func (w *Worker) OldestPending() time.Duration {
 
 // Plan returns the targets entry e has: one per session authority that
 // its issuer names and that its trigger propagates to, for sub, sid and
-// client entries. A revocation that came from the authority itself (its
-// back-channel or front-channel logout, its SSF event) has none: the
-// authority already knows, and echoing it back could loop.
+// client entries, and one per SSF receiver that takes its event
+// (Transmitter.Plan). A revocation that came from the authority itself
+// (its back-channel or front-channel logout, its SSF event) has no
+// authority target: the authority already knows, and echoing it back
+// could loop.
 func (w *Worker) Plan(e cache.Entry) []cache.Target {
-	if e.Kind != cache.KindSub && e.Kind != cache.KindSID && e.Kind != cache.KindClient {
-		return nil
+	var ts []cache.Target
+	if e.Kind == cache.KindSub || e.Kind == cache.KindSID || e.Kind == cache.KindClient {
+		a, ok := w.byIssuer[e.Issuer]
+		if ok && !fromIssuer(e.Initiator, e.Issuer) && a.Config.Propagates(audit.Trigger(e.Initiator)) {
+			ts = append(ts, cache.TargetOf(e, cache.TargetSessionAuthority, a.name))
+		}
 	}
-	a, ok := w.byIssuer[e.Issuer]
-	if !ok || fromIssuer(e.Initiator, e.Issuer) || !a.Config.Propagates(audit.Trigger(e.Initiator)) {
-		return nil
+	if w.cfg.SSF != nil {
+		ts = append(ts, w.cfg.SSF.Plan(e)...)
 	}
-	return []cache.Target{cache.TargetOf(e, cache.TargetSessionAuthority, a.name)}
+	return ts
 }
 
 // fromIssuer reports whether initiator names an event the issuer itself
@@ -497,7 +532,7 @@ func (w *Worker) schedule(ts []cache.Target) {
 	defer w.mu.Unlock()
 	added := false
 	for _, t := range ts {
-		if t.State != cache.TargetPending || t.Kind != cache.TargetSessionAuthority {
+		if t.State != cache.TargetPending {
 			continue
 		}
 		a := w.authorityOf(t)
@@ -520,14 +555,19 @@ func (w *Worker) schedule(ts []cache.Target) {
 	}
 }
 
-// authorityOf returns the authority t names, nil when none is configured
-// (a target left by an earlier configuration stays pending, shown).
+// authorityOf returns the authority or receiver t names, nil when none is
+// configured (a target left by an earlier configuration stays pending,
+// shown).
 func (w *Worker) authorityOf(t cache.Target) *authority {
-	a, ok := w.byIssuer[t.Issuer]
-	if !ok || a.name != t.Name {
-		return nil
+	switch t.Kind {
+	case cache.TargetSessionAuthority:
+		if a, ok := w.byIssuer[t.Issuer]; ok && a.name == t.Name {
+			return a
+		}
+	case TargetSSFReceiver:
+		return w.byReceiver[t.Name]
 	}
-	return a
+	return nil
 }
 
 // dispatch moves the due items to their authority's queue and returns the
@@ -639,7 +679,10 @@ func (w *Worker) work(ctx context.Context, a *authority, it *item) {
 		return
 	}
 	next := w.judge(t, out, callErr)
-	if w.calls != nil {
+	switch {
+	case a.kind == TargetSSFReceiver && w.pushes != nil:
+		w.pushes.WithLabelValues(a.name, out).Inc()
+	case a.kind == cache.TargetSessionAuthority && w.calls != nil:
 		w.calls.WithLabelValues(a.name, out).Inc()
 	}
 	updated, err := store.UpdateTarget(context.WithoutCancel(ctx), next)
@@ -666,6 +709,17 @@ func (w *Worker) work(ctx context.Context, a *authority, it *item) {
 func (w *Worker) call(ctx context.Context, a *authority, t cache.Target) (string, error) {
 	cctx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
 	defer cancel()
+	if a.kind == TargetSSFReceiver {
+		err := w.cfg.SSF.Push(cctx, t)
+		var ce *CallError
+		switch {
+		case err == nil:
+			return outcomeDone, nil
+		case errors.As(err, &ce) && !ce.Temporary:
+			return outcomeFailed, err
+		}
+		return outcomeRetry, err
+	}
 	a.busy.Add(1)
 	if w.inFlight != nil {
 		w.inFlight.WithLabelValues(a.name).Inc()

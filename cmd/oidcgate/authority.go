@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"reflect"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,9 +98,26 @@ func (c *Config) userIDClaims() map[string]string {
 	return m
 }
 
+// newTransmitter builds the SSF transmitter of ssf.receivers, its signing
+// key in data_dir; nil without receivers. A key file that cannot be used
+// is logged, never fatal: /readyz reports it and the SETs wait for it.
+func newTransmitter(cfg *Config, log *slog.Logger) (*propagate.Transmitter, error) {
+	if len(cfg.SSF.Receivers) == 0 {
+		return nil, nil
+	}
+	keys, err := propagate.OpenKeyRing(filepath.Join(cfg.DataDir, propagate.KeyFile), nil)
+	if err != nil {
+		log.Error("ssf transmitter: signing key unusable; SETs wait until it is fixed (see /readyz)", "error", err)
+	}
+	return propagate.NewTransmitter(propagate.TransmitterConfig{
+		Issuer: cfg.PublicURL, Receivers: cfg.SSF.Receivers, Keys: keys, Logger: log,
+	})
+}
+
 // newPropagation builds the worker that ends revoked users' sessions at
-// their issuers' session authorities; nil when no issuer names one.
-func newPropagation(cfg *Config, store propagate.Store, au *audit.Log, log *slog.Logger, reg prometheus.Registerer) (*propagate.Worker, error) {
+// their issuers' session authorities and pushes SETs to ssf.receivers
+// (tx); nil when there is neither.
+func newPropagation(cfg *Config, tx *propagate.Transmitter, store propagate.Store, au *audit.Log, log *slog.Logger, reg prometheus.Registerer) (*propagate.Worker, error) {
 	var bs []propagate.Binding
 	for i, sa := range cfg.SessionAuthorities {
 		if sa == nil {
@@ -111,10 +129,10 @@ func newPropagation(cfg *Config, store propagate.Store, au *audit.Log, log *slog
 		}
 		bs = append(bs, propagate.Binding{Issuer: cfg.Issuers[i].Issuer, Config: *sa, Authority: auth})
 	}
-	if len(bs) == 0 {
+	if len(bs) == 0 && tx == nil {
 		return nil, nil
 	}
-	wc := propagate.WorkerConfig{Store: store, Authorities: bs, Metrics: reg, Logger: log}
+	wc := propagate.WorkerConfig{Store: store, Authorities: bs, SSF: tx, Metrics: reg, Logger: log}
 	if au != nil {
 		wc.Audit = targetAudit{au}
 	}

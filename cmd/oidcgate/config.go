@@ -95,6 +95,10 @@ type SSFConfig struct {
 	// Public mounts /ssf/events on the public listener (for transmitters
 	// on the internet) instead of the internal one.
 	Public bool `yaml:"public"`
+	// Receivers are the apps the gateway pushes its own SETs to (the
+	// transmitter); none means it transmits nothing and publishes no
+	// /.well-known/ssf-configuration.
+	Receivers []propagate.Receiver `yaml:"receivers"`
 }
 
 // StoreConfig selects the revocation store backend.
@@ -457,6 +461,12 @@ func (c *Config) Validate() error {
 		for i, t := range c.SSF.Transmitters {
 			_, err := t.AllowedIssuers(configured)
 			add(fmt.Sprintf("ssf.transmitters[%d]", i), err)
+		}
+	}
+	if len(c.SSF.Receivers) > 0 {
+		add("ssf", propagate.ValidateReceivers(c.SSF.Receivers))
+		if c.PublicURL == "" {
+			errs = append(errs, errors.New("public_url: required with ssf.receivers (it is the iss of the gateway's SETs and the base of its JWKS URL)"))
 		}
 	}
 	return errors.Join(errs...)

@@ -31,6 +31,8 @@ Usage:
                                      check that every replica applied a revocation
                                      (exit 0 applied everywhere, 1 otherwise)
   oidcgate audit verify FILE...      check the audit log's hash chain (current and rotated files)
+  oidcgate ssf-key rotate --config FILE [--grace 24h]
+                                     new signing key for the gateway's SETs (the old one stays published)
   oidcgate version                   print the version
 
 Run "oidcgate COMMAND --help" for a command's flags.
@@ -66,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdVerifyRevocation(ctx, rest, stdout, stderr)
 	case "audit":
 		err = cmdAudit(rest, stdout, stderr)
+	case "ssf-key":
+		err = cmdSSFKey(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "oidcgate", version())
 	case "help", "-h", "--help":

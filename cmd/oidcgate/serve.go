@@ -85,6 +85,8 @@ type gatewayApp struct {
 	// worker ends revoked users at their session authorities; nil when no
 	// issuer names one.
 	worker *propagate.Worker
+	// tx pushes SETs to ssf.receivers; nil without receivers.
+	tx *propagate.Transmitter
 }
 
 // newGateway opens the store, builds every component and binds both
@@ -222,7 +224,10 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("key admin API: %w", err)
 	}
-	if a.worker, err = newPropagation(cfg, a.store, a.audit, log, reg); err != nil {
+	if a.tx, err = newTransmitter(cfg, log); err != nil {
+		return nil, fmt.Errorf("ssf transmitter: %w", err)
+	}
+	if a.worker, err = newPropagation(cfg, a.tx, a.store, a.audit, log, reg); err != nil {
 		return nil, fmt.Errorf("session authorities: %w", err)
 	}
 	if a.worker != nil {
@@ -263,6 +268,11 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 			return nil, fmt.Errorf("universal logout: %w", err)
 		}
 		public.Handle(logout.UniversalLogoutPath, universal)
+	}
+	if a.tx != nil {
+		// Receivers verify the gateway's SETs with these (SSF 1.0 §7).
+		public.Handle(propagate.ConfigurationPath, a.tx.ConfigurationHandler())
+		public.Handle(propagate.JWKSPath, a.tx.JWKSHandler())
 	}
 	public.Handle("/", a.gw)
 
@@ -479,6 +489,14 @@ func (a *gatewayApp) ready(w http.ResponseWriter, r *http.Request) {
 	if store != nil && (!store.InSync || store.Queued > 0) {
 		writeReady(w, http.StatusOK, readyBody{"degraded", "revocation store: out of sync with redis or revocations queued", store})
 		return
+	}
+	if a.tx != nil {
+		if err := a.tx.Keys().Err(); err != nil {
+			// The gateway enforces every revocation; only the SETs to
+			// ssf.receivers wait (their targets stay pending).
+			writeReady(w, http.StatusOK, readyBody{"degraded", "ssf transmitter: " + err.Error(), store})
+			return
+		}
 	}
 	writeReady(w, http.StatusOK, readyBody{Status: "ok", Store: store})
 }
