@@ -350,16 +350,26 @@ func (t *Transmitter) Push(ctx context.Context, target cache.Target) error {
 	case res.StatusCode == http.StatusBadRequest && readErr == nil:
 		// RFC 8935 §2.3: a 400 with a JSON object whose err is a code
 		// (§2.4) is a refusal of this SET: permanent.
-		var e struct {
-			Err         string `json:"err"`
-			Description string `json:"description"`
-		}
-		if json.Unmarshal(body, &e) == nil && e.Err != "" {
-			return &CallError{Op: "push", Status: res.StatusCode, Err: fmt.Errorf("refused: %s: %s", printableText(e.Err, 64), printableText(e.Description, maxErrDescription))}
+		if msg, ok := refusal(body); ok {
+			return &CallError{Op: "push", Status: res.StatusCode, Err: errors.New("refused: " + msg)}
 		}
 	}
 	return &CallError{Op: "push", Status: res.StatusCode, Temporary: true, RetryAfter: retryAfter(res.Header.Get("Retry-After"), t.clk.Now()),
 		Err: fmt.Errorf("answered %d, not 202", res.StatusCode)}
+}
+
+// refusal reads an RFC 8935 §2.3 error answer: a JSON object whose err
+// is a code (§2.4). It returns "err: description", printable and bounded;
+// false when body is no such object.
+func refusal(body []byte) (string, bool) {
+	var e struct {
+		Err         string `json:"err"`
+		Description string `json:"description"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Err == "" {
+		return "", false
+	}
+	return printableText(e.Err, 64) + ": " + printableText(e.Description, maxErrDescription), true
 }
 
 // printableText is s cut to n bytes of printable valid UTF-8.
