@@ -61,6 +61,7 @@ type keyspace struct {
 	seen   string // prefix of FirstSeen keys
 	live   string // prefix of RecordSID keys
 	uid    string // prefix of RecordUserID keys
+	email  string // prefix of RecordEmail hashes
 	stream string // the stream of changes
 	epoch  string // random id set when this Redis's data set began
 	// acks prefixes the applied-ack hashes (the encoded entry key
@@ -110,6 +111,7 @@ func newKeyspace(prefix string, maxLen int64) keyspace {
 		seen:     tag + ":seen:",
 		live:     tag + ":live:",
 		uid:      tag + ":uid:",
+		email:    tag + ":em:",
 		stream:   tag + ":stream",
 		epoch:    tag + ":epoch",
 		acks:     tag + ":a:",

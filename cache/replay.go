@@ -109,13 +109,16 @@ func (c *replayCache) dropExpired(now int64) []string {
 	return gone
 }
 
-// loadSeen creates the FirstSeen and RecordSID buckets, loads their
-// unexpired keys and deletes the others, in tx.
+// loadSeen creates the FirstSeen, RecordSID and RecordEmail buckets,
+// loads their unexpired keys and deletes the others, in tx.
 func (s *Store) loadSeen(tx *bolt.Tx, now int64) error {
 	if err := loadUntil(tx, seenBucket, &s.seen, now); err != nil {
 		return err
 	}
-	return loadUntil(tx, liveBucket, &s.live, now)
+	if err := loadUntil(tx, liveBucket, &s.live, now); err != nil {
+		return err
+	}
+	return loadUntil(tx, emailBucket, &s.emails, now)
 }
 
 // loadUntil creates bucket, loads its unexpired keys (key -> until, Unix
@@ -148,12 +151,13 @@ func loadUntil(tx *bolt.Tx, bucket []byte, c *replayCache, now int64) error {
 	return nil
 }
 
-// sweepSeen forgets the FirstSeen and RecordSID keys whose until is at or
-// before now, in memory and in the file. The caller holds life for
-// reading.
+// sweepSeen forgets the FirstSeen, RecordSID and RecordEmail keys whose
+// until is at or before now, in memory and in the file. The caller holds
+// life for reading.
 func (s *Store) sweepSeen(now int64) {
 	s.sweepUntil(seenBucket, &s.seen, now)
 	s.sweepUntil(liveBucket, &s.live, now)
+	s.sweepUntil(emailBucket, &s.emails, now)
 }
 
 // sweepUntil forgets the keys of c whose until is at or before now, in

@@ -93,6 +93,7 @@ type Store struct {
 	// live is RecordSID's memory: liveKey -> until (Unix ns).
 	live    replayCache
 	uids    userIDs
+	emails  replayCache // RecordEmail's memory: emailKey -> until (Unix ns)
 	targets targetTable
 
 	// id is this replica's id (see ReplicaID).
@@ -127,6 +128,7 @@ func Open(cfg Config) (*Store, error) {
 		id:   newReplicaID(),
 	}
 	s.targets.m = make(map[string]Target)
+	s.emails.m = make(map[string]int64)
 	if cfg.Path == "" {
 		return s, nil
 	}

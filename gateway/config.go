@@ -172,6 +172,14 @@ type LiveSIDs interface {
 	RecordSID(ctx context.Context, issuer, sid string, until time.Time) error
 }
 
+// EmailDirectory records that a browser login of owner carried the
+// verified email address email, until the time until: the directory a
+// Universal Logout naming an email resolves its users with. *cache.Store
+// and *cache.Redis implement it.
+type EmailDirectory interface {
+	RecordEmail(ctx context.Context, email string, owner cache.EmailOwner, until time.Time) error
+}
+
 // DefaultMaxAuthorizationBytes is the Authorization header limit used when
 // Config.MaxAuthorizationBytes is 0.
 const DefaultMaxAuthorizationBytes = 16 << 10
@@ -322,6 +330,11 @@ type Config struct {
 	// UserIDRetention is how long a learned user id is kept after it was
 	// last seen; 0 means DefaultUserIDRetention.
 	UserIDRetention time.Duration
+	// Emails records the verified email of every browser login (an email
+	// is verified as for identity headers: email_verified true, or the
+	// issuer's insecure_email_without_email_verified). Nil means none is
+	// recorded.
+	Emails EmailDirectory
 	// HTTPClient calls the token endpoint and app logout URLs. Nil means a
 	// client of this package with a 10s timeout that follows no redirects
 	// (never http.DefaultClient).
@@ -819,4 +832,6 @@ var (
 	_ LiveSIDs        = (*cache.Redis)(nil)
 	_ UserIDs         = (*cache.Store)(nil)
 	_ UserIDs         = (*cache.Redis)(nil)
+	_ EmailDirectory  = (*cache.Store)(nil)
+	_ EmailDirectory  = (*cache.Redis)(nil)
 )

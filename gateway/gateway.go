@@ -61,6 +61,7 @@ type Gateway struct {
 	idTokens  IDTokenVerifier
 	sessions  SessionStore
 	liveSIDs  LiveSIDs
+	emails    EmailDirectory
 	// userIDs, userIDClaims and userIDRetention: Config's (learnUserID).
 	userIDs         UserIDs
 	userIDClaims    map[string]string
@@ -285,7 +286,7 @@ func (g *Gateway) setupSessions(cfg Config) error {
 	if g.appSeal, err = newSealer(purposeApp, secrets); err != nil {
 		return err
 	}
-	g.idTokens, g.sessions, g.liveSIDs = cfg.IDTokens, cfg.Sessions, cfg.LiveSIDs
+	g.idTokens, g.sessions, g.liveSIDs, g.emails = cfg.IDTokens, cfg.Sessions, cfg.LiveSIDs, cfg.Emails
 	g.login = cfg.Login
 	g.login.Issuer = cmp.Or(g.login.Issuer, cfg.Session.Issuer)
 	if g.login.Scopes == nil {

@@ -278,6 +278,16 @@ func (g *Gateway) callback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if s.Email != "" && g.emails != nil {
+		// A Universal Logout naming this email finds the user only
+		// through this record: a session not recorded could not be ended
+		// that way.
+		if err := g.emails.RecordEmail(r.Context(), s.Email, cache.EmailOwner{Issuer: s.Issuer, Sub: s.Subject}, s.ExpiresAt.Add(g.skew)); err != nil {
+			g.log.LogAttrs(r.Context(), slog.LevelError, "login: email not recorded", slog.String("session", logID(s.ID)), slog.String("error", err.Error()))
+			plainError(w, http.StatusServiceUnavailable, "login could not be completed; retry")
+			return
+		}
+	}
 	g.learnUserID(r.Context(), claims.Claims)
 	if !g.cookies.set(w, r, s, g.maxAge) {
 		plainError(w, http.StatusBadGateway, "the ID token is too large for a session cookie")

@@ -176,6 +176,10 @@ func (u *UniversalLogout) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := detached(r)
 	defer cancel()
 	entries, status, problem := u.plan(ctx, a, sub)
+	if status == http.StatusUnprocessableEntity {
+		u.failed(w, r, problem, errors.New(problem), attrs)
+		return
+	}
 	if status != 0 {
 		result := resultNotFound
 		code := "invalid_request"
@@ -214,7 +218,7 @@ func (u *UniversalLogout) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // plan returns the sub entries sub names for the caller a, or the status
-// (403, 404) and a safe description of why none.
+// (403, 404, 422) and a safe description of why none.
 func (u *UniversalLogout) plan(ctx context.Context, a *introspect.Assertion, sub universalSubject) ([]cache.Entry, int, string) {
 	var owners []cache.EmailOwner
 	switch sub.Format {
@@ -229,8 +233,10 @@ func (u *UniversalLogout) plan(ctx context.Context, a *introspect.Assertion, sub
 	case formatEmail:
 		if u.emails != nil {
 			all, err := u.emails.EmailOwners(ctx, sub.Email)
-			if err != nil {
-				u.log.LogAttrs(ctx, slog.LevelWarn, "universal logout: email directory unavailable", slog.Any("error", err))
+			if err != nil && len(all) == 0 {
+				// Not "no such user": the directory could not tell.
+				u.log.LogAttrs(ctx, slog.LevelError, "universal logout: email directory unavailable", slog.Any("error", err))
+				return nil, http.StatusUnprocessableEntity, "the email could not be resolved now"
 			}
 			for _, o := range all {
 				// Users of other issuers are not the caller's to revoke.

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -226,6 +227,9 @@ func TestUniversalLogoutRefused(t *testing.T) {
 		{"unknown email", "application/json", func(*rxFixture) string {
 			return `{"sub_id":{"format":"email","email":"nobody@example.com"}}`
 		}, 404, "invalid_request"},
+		{"not an email address", "application/json", func(*rxFixture) string {
+			return `{"sub_id":{"format":"email","email":"nobody"}}`
+		}, 400, "invalid_request"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -246,6 +250,53 @@ func TestUniversalLogoutRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUniversalLogoutEmail: an email subject revokes, as sub
+// revocations, the users of the caller's issuer whose verified email a
+// login recorded (compared case-insensitively) — never another issuer's;
+// an email no login recorded is 404; a directory that cannot answer 422.
+func TestUniversalLogoutEmail(t *testing.T) {
+	f := newRxFixture(t, rxOptions{path: "-", mod: func(c *Config) { c.Emails = c.Store.(*cache.Store) }})
+	ctx := context.Background()
+	for _, o := range []cache.EmailOwner{{Issuer: f.strict, Sub: "alice"}, {Issuer: f.strict, Sub: "alice-2"}, {Issuer: f.hydra, Sub: "alice-h"}} {
+		if err := f.store.RecordEmail(ctx, "alice@example.com", o, t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := f.gtr(t, f.gtrJWT(t, f.gtrClaims()), `{"sub_id":{"format":"email","email":"Alice@Example.COM"}}`)
+	if w.Code != http.StatusNoContent {
+		t.Fatalf("got %d %s; want 204", w.Code, w.Body)
+	}
+	for _, sub := range []string{"alice", "alice-2"} {
+		if e, ok := f.store.Get(f.strict, cache.KindSub, sub); !ok || !e.RevokedAt.Equal(t0) || e.Reason != "universal_logout" {
+			t.Errorf("sub %s: got %+v, %v; want revoked at %v", sub, e, ok, t0)
+		}
+	}
+	if _, ok := f.store.Get(f.hydra, cache.KindSub, "alice-h"); ok {
+		t.Error("a user of another issuer was revoked")
+	}
+	session := cache.Credential{Issuer: f.strict, Sub: "alice", SID: "s-1", SessionID: cache.SessionDigest("gw-1"), IssuedAt: t0.Add(-time.Minute)}
+	if !f.store.IsRevoked(&session) {
+		t.Error("alice's session survived")
+	}
+
+	w = f.gtr(t, f.gtrJWT(t, with(f.gtrClaims(), "jti", "gtr-2")), `{"sub_id":{"format":"email","email":"bob@example.com"}}`)
+	if w.Code != http.StatusNotFound {
+		t.Errorf("unknown email: got %d %s; want 404", w.Code, w.Body)
+	}
+
+	down := newRxFixture(t, rxOptions{path: "-", mod: func(c *Config) { c.Emails = downDirectory{} }})
+	w = down.gtr(t, down.gtrJWT(t, down.gtrClaims()), `{"sub_id":{"format":"email","email":"alice@example.com"}}`)
+	if w.Code != http.StatusUnprocessableEntity {
+		t.Errorf("directory down: got %d %s; want 422", w.Code, w.Body)
+	}
+}
+
+type downDirectory struct{}
+
+func (downDirectory) EmailOwners(context.Context, string) ([]cache.EmailOwner, error) {
+	return nil, errors.New("redis unreachable")
 }
 
 // TestUniversalLogoutStoreFailure: a failed write is a 422, never a 204.

@@ -34,6 +34,8 @@ type Store interface {
 	SIDLive(ctx context.Context, issuer, sid string) (bool, error)
 	RecordUserID(ctx context.Context, issuer, sub, id string, until time.Time) error
 	UserID(ctx context.Context, issuer, sub string) (string, bool, error)
+	RecordEmail(ctx context.Context, email string, o cache.EmailOwner, until time.Time) error
+	EmailOwners(ctx context.Context, email string) ([]cache.EmailOwner, error)
 }
 
 var (
@@ -152,6 +154,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("FirstSeen", func(t *testing.T) { testFirstSeen(t, open) })
 	t.Run("LiveSIDs", func(t *testing.T) { testLiveSIDs(t, open) })
 	t.Run("UserIDs", func(t *testing.T) { testUserIDs(t, open) })
+	t.Run("Emails", func(t *testing.T) { testEmails(t, open) })
 }
 
 func testUserIDs(t *testing.T, open Open) {
@@ -1062,5 +1065,59 @@ func testMergeAfterReopen(t *testing.T, open Open) {
 	earlier.Reason = "earlier"
 	if err := sameEntry(mustRevoke(t, r, earlier), later); err != nil {
 		t.Errorf("re-revoking after reopen weakened the entry: %v", err)
+	}
+}
+
+func testEmails(t *testing.T, open Open) {
+	// The addresses are unique per run: a shared backend may outlive the
+	// test.
+	run := fmt.Sprintf("%d-", time.Now().UnixNano())
+	s, clk := newStoreAt(t, open, cache.Config{}, time.Now())
+	start := clk.Now()
+	ctx := context.Background()
+	owners := func(email string) []cache.EmailOwner {
+		t.Helper()
+		got, err := s.EmailOwners(ctx, email)
+		if err != nil {
+			t.Fatalf("EmailOwners(%s): %v", email, err)
+		}
+		slices.SortFunc(got, func(a, b cache.EmailOwner) int { return strings.Compare(a.Issuer+a.Sub, b.Issuer+b.Sub) })
+		return got
+	}
+	alice := run + "alice@example.com"
+	if got := owners(alice); len(got) != 0 {
+		t.Errorf("an address never recorded: got %v; want none", got)
+	}
+	a1, a2 := cache.EmailOwner{Issuer: iss1, Sub: "alice"}, cache.EmailOwner{Issuer: iss2, Sub: "u-7"}
+	if err := s.RecordEmail(ctx, alice, a1, start.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// Case-insensitive, several owners, the later until kept.
+	if err := s.RecordEmail(ctx, strings.ToUpper(alice), a2, start.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordEmail(ctx, alice, a1, start.Add(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := owners(alice); !slices.Equal(got, []cache.EmailOwner{a1, a2}) {
+		t.Errorf("owners: got %v; want %v", got, []cache.EmailOwner{a1, a2})
+	}
+	if got := owners(run + "bob@example.com"); len(got) != 0 {
+		t.Errorf("another address: got %v; want none", got)
+	}
+	clk.Set(start.Add(2 * time.Minute))
+	if got := owners(alice); !slices.Equal(got, []cache.EmailOwner{a2}) {
+		t.Errorf("after a1's until: got %v; want only %v", got, a2)
+	}
+	for _, bad := range []struct {
+		email string
+		o     cache.EmailOwner
+	}{{"", a1}, {alice, cache.EmailOwner{Sub: "x"}}, {alice, cache.EmailOwner{Issuer: iss1}}, {alice, cache.EmailOwner{Issuer: iss1, Sub: "a\x00b"}}} {
+		if err := s.RecordEmail(ctx, bad.email, bad.o, clk.Now().Add(time.Hour)); !errors.Is(err, cache.ErrInvalidEntry) {
+			t.Errorf("RecordEmail(%q, %+v): got %v; want ErrInvalidEntry", bad.email, bad.o, err)
+		}
+	}
+	if err := s.RecordEmail(ctx, alice, a1, clk.Now()); !errors.Is(err, cache.ErrInvalidEntry) {
+		t.Errorf("RecordEmail with until now: got %v; want ErrInvalidEntry", err)
 	}
 }

@@ -51,6 +51,8 @@ type revocationStore interface {
 	logout.LiveSIDs
 	gateway.LiveSIDs
 	gateway.UserIDs
+	logout.EmailDirectory
+	gateway.EmailDirectory
 	logout.KeyRecords
 	introspect.KeyStore
 	Run(ctx context.Context) error
@@ -159,6 +161,7 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 		IDTokens:    a.verifier,
 		Sessions:    revoker,
 		LiveSIDs:    a.store,
+		Emails:      a.store,
 		Logger:      log,
 		Metrics:     reg,
 
@@ -203,6 +206,7 @@ func newGateway(cfg *Config, log *slog.Logger) (_ *gatewayApp, err error) {
 
 		Assertions: a.verifier,
 		PublicURL:  cfg.PublicURL,
+		Emails:     a.store,
 
 		FrontchannelWithoutISS: frontchannelWithoutISS,
 	}
