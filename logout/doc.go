@@ -7,7 +7,9 @@
 // /oauth2/frontchannel-logout) on the public listener; and the admin
 // readers of the audit log (package audit): GET /admin/audit and the
 // app logouts of GET /admin/revocations/status. The Shared Signals receiver (SSF, POST /ssf/events: RFC 8935 push of
-// CAEP and RISC SETs) lives here too. They share Config, the Store
+// CAEP and RISC SETs) and the Universal Logout receiver
+// (UniversalLogout, POST /oauth2/global-token-revocation:
+// draft-parecki-oauth-global-token-revocation) live here too. They share Config, the Store
 // interface and the retention rule (how long an entry is kept) defined
 // here.
 //
@@ -23,7 +25,7 @@
 //
 // This package must never: import gateway (the two meet in the revocation
 // store); log, echo or record an admin token, a logout token, a SET or a
-// transmitter's Authorization header; log a
+// transmitter's Authorization header or a Universal Logout JWT; log a
 // revoked value in clear (every value, whatever its kind, is logged as a
 // SHA-256 prefix, so logs never carry a jti or session id that could be
 // replayed or correlated);
